@@ -1,0 +1,33 @@
+"""Errors raised by the engine.
+
+Every error a user can cause derives from :class:`AerialSegError`, carries a one-line message that
+says what was expected and how to fix it, and also subclasses the matching builtin so callers can
+catch ``OSError`` or ``ValueError`` as usual. The CLI prints the message; it never prints a traceback
+for these.
+"""
+
+from __future__ import annotations
+
+
+class AerialSegError(Exception):
+    """Root of all AerialSeg errors; the message is meant for the user."""
+
+
+class InputError(AerialSegError, ValueError):
+    """An argument or option has a value the engine cannot use."""
+
+
+class RasterError(AerialSegError, OSError):
+    """An input raster is missing, unreadable, corrupt or unsuitable."""
+
+
+class ModelError(AerialSegError, ValueError):
+    """A model is unknown, unreadable, or its card is invalid or does not fit the input."""
+
+
+class OutputError(AerialSegError, OSError):
+    """An output cannot be written where the user asked."""
+
+
+class Cancelled(AerialSegError):
+    """The run was cancelled through ``should_cancel``; no output was left behind."""

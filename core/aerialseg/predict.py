@@ -1,0 +1,304 @@
+"""classify: streaming, tiled, blended inference from an orthophoto to a class raster.
+
+The model runs on a global tile grid over the working grid (the input resampled to the model's ground
+resolution). Tiles are read in a background thread while the model runs, batched, optionally
+test-time augmented, weighted with smooth blending weights and summed as fixed-point integers (so the
+sum is exact and independent of order). A block of the working grid is final once its own tiles are
+in; its classes are mapped back onto the input grid and written. Memory is bounded by the block size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from aerialseg.card import NODATA_CLASS
+from aerialseg.errors import Cancelled, InputError, RasterError
+from aerialseg.raster import (
+    ClassRasterWriter, TileReader, WorkingGrid, check_bands, check_output, normalisation, open_raster, working_grid,
+)
+from aerialseg.runtime import Model, load_model
+from aerialseg.tiling import Block, Tile, TileGrid, blend_weights
+
+log = logging.getLogger("aerialseg")
+FIXED_POINT = float(2**26)  # blended probability 1.0 in the integer accumulators
+TTA_MODES = ("none", "flip", "d4")
+ProgressCallback = Callable[[int, int], None]
+
+
+def classify(
+    input: str | Path,
+    output: str | Path,
+    model: str | Path | Model | None = None,
+    *,
+    device: str = "auto",
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    tta: str = "none",
+    resample: bool = True,
+    confidence: str | Path | None = None,
+    overwrite: bool = False,
+    block_size: int = 2048,
+    threads: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Classify ``input`` into a land-cover class raster written to ``output`` on the same grid.
+
+    Args:
+        input: any GDAL raster (GeoTIFF, JPEG, PNG, VRT, ...).
+        output: the class raster to write (a cloud-optimised GeoTIFF, uint8, nodata 255).
+        model: a bundled model name, an ONNX or checkpoint path, a loaded model, or None (default).
+        device: "auto" (CUDA if it works, else CPU), "cpu" or "cuda".
+        tile_size: model input size in working pixels (default: the model card's).
+        overlap: pixels shared by neighbouring tiles (default: the card's), at most tile_size / 2.
+        batch_size: tiles per model call.
+        tta: test-time augmentation: "none", "flip" (4 flips) or "d4" (flips and rotations, 8x).
+        resample: resample the input to the model's ground resolution (True) or use it as it is.
+        confidence: optional path of a per-pixel confidence raster (uint8 percent).
+        overwrite: replace existing outputs.
+        block_size: working-grid pixels finished together (bounds memory).
+        threads: CPU threads for ONNX Runtime (default: all cores).
+        on_progress: called with (tiles done, tiles in total).
+        should_cancel: polled between batches; returning True stops the run, leaving no output.
+
+    Returns:
+        The path of the class raster.
+    """
+    if tta not in TTA_MODES:
+        raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, got '{tta}'")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    out = check_output(output, [input], overwrite)
+    conf = check_output(confidence, [input, output], overwrite) if confidence else None
+    net = model if hasattr(model, "predict") else load_model(model, device, threads)  # type: ignore[arg-type]
+    tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
+    started = time.perf_counter()
+    with open_raster(input) as ds:
+        check_bands(ds, net.card, input)
+        grid = working_grid(ds, net.card, resample)
+        gain, offset = normalisation(ds, net.card)
+        tiles = TileGrid.create(grid.height, grid.width, tile, ov, block_size)
+        run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False))
+        batches = _prefetched(lambda: _tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch_size))
+        with ClassRasterWriter(out, ds, net.card, conf) as writer:
+            for block, classes, confidence_pct in run.blocks(batches):
+                _write_block(writer, ds, grid, tiles, block, classes, confidence_pct)
+            if run.predicted == 0:
+                raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+            writer.commit()
+    log.info("classified %s: %d tiles (%d empty, skipped) in %.1f s -> %s",
+             Path(str(input)).name, run.predicted, run.skipped, time.perf_counter() - started, out)
+    return out
+
+
+def _tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:
+    """Tile size and overlap from the card or the user, checked."""
+    tile = tile or card_tile
+    if tile < 16 or tile % 16:
+        raise InputError(f"tile size must be a multiple of 16 and at least 16, got {tile}")
+    ov = card_overlap if overlap is None else overlap
+    if overlap is None and tile != card_tile:  # keep the card's overlap ratio
+        ov = round(card_overlap * tile / card_tile)
+    if not 0 <= ov <= tile // 2:
+        raise InputError(f"overlap must be between 0 and half the tile size ({tile // 2}), got {ov}")
+    return tile, ov
+
+
+@dataclass
+class _Batch:
+    block: Block
+    tiles: list[Tile]
+    images: np.ndarray | None  # (N, C, T, T) normalised; None when every tile was empty
+    skipped: int
+
+
+def _tile_batches(reader: TileReader, tiles: TileGrid, batch_size: int) -> Iterator[_Batch]:
+    """Read every block's tiles in order, batched; tiles with no valid pixel are skipped."""
+    try:
+        for block in tiles.blocks():
+            kept: list[Tile] = []
+            images: list[np.ndarray] = []
+            skipped = 0
+            for tile in tiles.owned_tiles(block):
+                image, valid = reader.read(tile.y0, tile.x0, tile.size)
+                if not valid.any():
+                    skipped += 1
+                    continue
+                kept.append(tile)
+                images.append(image)
+                if len(kept) == batch_size:
+                    yield _Batch(block, kept, np.stack(images), skipped)
+                    kept, images, skipped = [], [], 0
+            yield _Batch(block, kept, np.stack(images) if images else None, skipped)
+    finally:
+        reader.close()
+
+
+@dataclass
+class _Run:
+    """Blends tile predictions into blocks and hands out each block when it is final."""
+
+    net: Model
+    tiles: TileGrid
+    tta: str
+    on_progress: ProgressCallback
+    should_cancel: Callable[[], bool]
+    predicted: int = 0
+    skipped: int = 0
+    pending: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = field(default_factory=dict)
+
+    def blocks(self, batches: Iterator[_Batch]) -> Iterator[tuple[Block, np.ndarray, np.ndarray]]:
+        """Consume batches in block order; yield (block, class ids, confidence %) per finished block."""
+        sums: np.ndarray | None = None
+        current: Block | None = None
+        for batch in batches:
+            if self.should_cancel():
+                raise Cancelled("cancelled by the user; no output was written")
+            if batch.block != current:
+                if current is not None and sums is not None:
+                    yield current, *self._finish(current, sums)
+                current, sums = batch.block, self._start(batch.block)
+            if batch.images is not None:
+                self._add(sums, batch.block, batch.tiles, _predict(self.net, batch.images, self.tta))
+            self.predicted += len(batch.tiles)
+            self.skipped += batch.skipped
+            self.on_progress(self.predicted + self.skipped, self.tiles.n_tiles)
+        if current is not None and sums is not None:
+            yield current, *self._finish(current, sums)
+
+    def _start(self, block: Block) -> np.ndarray:
+        """Integer sums over the block plus its spill margin, seeded with earlier blocks' spills."""
+        h = min(self.tiles.block + self.tiles.overlap, self.tiles.height - block.y0)
+        w = min(self.tiles.block + self.tiles.overlap, self.tiles.width - block.x0)
+        sums = np.zeros((len(self.net.card.classes), h, w), dtype=np.uint32)
+        for y, x, piece in self.pending.pop((block.row, block.col), []):
+            sums[:, y - block.y0 : y - block.y0 + piece.shape[1], x - block.x0 : x - block.x0 + piece.shape[2]] += piece
+        return sums
+
+    def _add(self, sums: np.ndarray, block: Block, tiles: list[Tile], probs: np.ndarray) -> None:
+        """Add weighted, fixed-point tile probabilities into the block's sums."""
+        weights = blend_weights(self.tiles.tile, self.tiles.overlap) * np.float32(FIXED_POINT)
+        for tile, p in zip(tiles, probs):
+            y, x = tile.y0 - block.y0, tile.x0 - block.x0
+            h, w = min(tile.size, sums.shape[1] - y), min(tile.size, sums.shape[2] - x)
+            sums[:, y : y + h, x : x + w] += (p[:, :h, :w] * weights[:h, :w]).astype(np.uint32)
+
+    def _finish(self, block: Block, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pass the spill margins on to the blocks right and below; return class ids and confidence."""
+        h, w = block.height, block.width
+        for dr, dc, piece in ((0, 1, sums[:, :h, w:]), (1, 0, sums[:, h:, :w]), (1, 1, sums[:, h:, w:])):
+            if piece.size:
+                key = (block.row + dr, block.col + dc)
+                self.pending.setdefault(key, []).append((block.y0 + dr * h, block.x0 + dc * w, piece.copy()))
+        core = sums[:, :h, :w]
+        classes = core.argmax(axis=0).astype(np.uint8)
+        total = core.sum(axis=0, dtype=np.uint64)
+        best = np.take_along_axis(core, classes[None].astype(np.intp), axis=0)[0]
+        confidence = np.where(total > 0, 100 * best // np.maximum(total, 1), 0).astype(np.uint8)
+        classes[total == 0] = NODATA_CLASS
+        return classes, confidence
+
+
+def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
+    """Class probabilities for a batch, averaged over test-time augmentations."""
+    if tta == "none":
+        return net.predict(images)
+    ks = range(4) if tta == "d4" else (0, 2)
+    total = None
+    for k in ks:
+        for flip in (False, True):
+            x = np.rot90(images, k, axes=(2, 3))
+            x = x[..., ::-1] if flip else x
+            p = net.predict(np.ascontiguousarray(x))
+            p = p[..., ::-1] if flip else p
+            p = np.rot90(p, -k, axes=(2, 3))
+            total = p if total is None else total + p
+    return total / (2 * len(ks))
+
+
+def _write_block(writer: ClassRasterWriter, ds, grid: WorkingGrid, tiles: TileGrid, block: Block,
+                 classes: np.ndarray, confidence: np.ndarray) -> None:
+    """Map a finished working-grid block onto the input grid (nearest), mask nodata and write it."""
+    rows = _input_span(block.y0, block.y0 + block.height, grid.sy, ds.height, tiles.height)
+    cols = _input_span(block.x0, block.x0 + block.width, grid.sx, ds.width, tiles.width)
+    if rows[1] <= rows[0] or cols[1] <= cols[0]:
+        return
+    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    if grid.resampled:
+        iy = _nearest(rows, grid.sy, block.y0, block.height)
+        ix = _nearest(cols, grid.sx, block.x0, block.width)
+        classes, confidence = classes[np.ix_(iy, ix)], confidence[np.ix_(iy, ix)]
+    valid = ds.dataset_mask(window=window) > 0
+    classes = np.where(valid, classes, NODATA_CLASS).astype(np.uint8)
+    writer.write(window, classes, np.where(valid & (classes != NODATA_CLASS), confidence, NODATA_CLASS).astype(np.uint8))
+
+
+def _input_span(w0: int, w1: int, scale: float, n_input: int, n_work: int) -> tuple[int, int]:
+    """Input pixels [start, stop) whose nearest working pixel lies in [w0, w1)."""
+    if scale == 1.0:
+        return w0, w1
+    start = 0 if w0 == 0 else min(n_input, math.ceil(w0 / scale - 0.5))
+    stop = n_input if w1 >= n_work else min(n_input, math.ceil(w1 / scale - 0.5))
+    return start, stop
+
+
+def _nearest(span: tuple[int, int], scale: float, w0: int, length: int) -> np.ndarray:
+    """Index into a block of ``length`` working pixels for each input pixel of ``span``."""
+    idx = np.floor((np.arange(span[0], span[1]) + 0.5) * scale).astype(np.int64) - w0
+    return np.clip(idx, 0, length - 1)
+
+
+_END = object()
+
+
+def _prefetched(make: Callable[[], Iterator[_Batch]], depth: int = 2) -> Iterator[_Batch]:
+    """Run the generator from ``make`` in a background thread, ``depth`` items ahead."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in make():
+                if not _put(q, item, stop):
+                    return
+            _put(q, _END, stop)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            _put(q, e, stop)
+
+    thread = threading.Thread(target=work, name="aerialseg-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting to put its last item
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` unless ``stop`` gets set first; return whether it was put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

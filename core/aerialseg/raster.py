@@ -1,0 +1,305 @@
+"""Raster input and output: any GDAL raster in, a styled class raster out, on the same grid.
+
+Input: opening with clear errors, the true ground size of a pixel (any CRS), the working grid at the
+model's ground resolution (a WarpedVRT over the input), windowed tile reads with their validity mask
+(nodata values, alpha and mask bands), band selection and normalisation. Output: a tiled GeoTIFF
+written window by window into a hidden temporary file, turned into a cloud-optimised GeoTIFF with a
+colour table, category names and a QGIS style, and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from aerialseg import style
+from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.errors import OutputError, RasterError
+
+log = logging.getLogger("aerialseg")
+RESAMPLE_TOLERANCE = 0.02  # ground resolutions within 2% of the model's are used as they are
+
+
+def open_raster(path: str | Path) -> rasterio.DatasetReader:
+    """Open a raster for reading, turning GDAL's failures into one clear RasterError."""
+    path = Path(path)
+    if not str(path).startswith("/vsi") and not path.exists():
+        raise RasterError(f"input raster not found: {path}")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder; expected a raster file")
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as e:
+        raise RasterError(f"{path} is not a raster GDAL can read ({_first_line(e)})") from None
+    if ds.width == 0 or ds.height == 0 or ds.count == 0:
+        ds.close()
+        raise RasterError(f"{path} is empty ({ds.width} x {ds.height} px, {ds.count} bands)")
+    return ds
+
+
+def data_bands(ds: rasterio.DatasetReader) -> list[int]:
+    """1-based numbers of the bands that hold image data (alpha bands excluded)."""
+    return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+
+
+def is_georeferenced(ds: rasterio.DatasetReader) -> bool:
+    """True if the raster has a CRS and a non-trivial transform."""
+    return ds.crs is not None and ds.transform != Affine.identity()
+
+
+def ground_pixel_size(ds: Any) -> tuple[float, float] | None:
+    """True ground metres per pixel (x, y) at the raster's centre, or None without georeferencing.
+
+    Measured geodesically between pixel centres, so it is right for geographic CRSs and Web
+    Mercator too; falls back to the CRS's linear unit when the CRS cannot be related to WGS84.
+    """
+    if ds.crs is None or ds.transform == Affine.identity():
+        return None
+    from pyproj import CRS, Geod, Transformer
+
+    t = ds.transform
+    span = max(1, min(100, ds.width // 2, ds.height // 2))
+    cx, cy = ds.width / 2, ds.height / 2
+    pts = [t * (cx, cy), t * (cx + span, cy), t * (cx, cy + span)]
+    try:
+        to_lonlat = Transformer.from_crs(CRS.from_wkt(ds.crs.to_wkt()), "EPSG:4326", always_xy=True)
+        lon, lat = to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts], errcheck=True)
+        geod = Geod(ellps="WGS84")
+        dx = geod.inv(lon[0], lat[0], lon[1], lat[1])[2] / span
+        dy = geod.inv(lon[0], lat[0], lon[2], lat[2])[2] / span
+    except Exception:  # a local/engineering CRS: trust its linear unit
+        unit = ds.crs.linear_units_factor[1] if ds.crs.is_projected else 1.0
+        dx, dy = math.hypot(t.a, t.d) * unit, math.hypot(t.b, t.e) * unit
+    if not (dx > 0 and dy > 0):
+        return None
+    return dx, dy
+
+
+@dataclass(frozen=True)
+class WorkingGrid:
+    """The grid the model sees: the input grid scaled so a pixel is ``gsd`` metres on the ground.
+
+    ``sx``/``sy`` are working pixels per input pixel (1.0 when no resampling happens).
+    """
+
+    width: int
+    height: int
+    transform: Affine
+    sx: float = 1.0
+    sy: float = 1.0
+
+    @property
+    def resampled(self) -> bool:
+        return self.sx != 1.0 or self.sy != 1.0
+
+
+def working_grid(ds: Any, card: ModelCard, resample: bool = True) -> WorkingGrid:
+    """The working grid for ``ds`` and ``card``; the input grid if no resampling is needed or wanted."""
+    native = WorkingGrid(ds.width, ds.height, ds.transform)
+    ground = ground_pixel_size(ds)
+    if ground is None:
+        log.warning("%s has no georeferencing: processing at its native pixel size; the output keeps "
+                    "the same pixel grid", getattr(ds, "name", "input"))
+        return native
+    if not resample or card.gsd_m is None:
+        return native
+    sx, sy = ground[0] / card.gsd_m, ground[1] / card.gsd_m
+    if abs(sx - 1) <= RESAMPLE_TOLERANCE and abs(sy - 1) <= RESAMPLE_TOLERANCE:
+        return native
+    width, height = max(1, math.ceil(ds.width * sx)), max(1, math.ceil(ds.height * sy))
+    log.info("resampling: input %.3f x %.3f m/px -> model %.3f m/px (%d x %d -> %d x %d px)",
+             ground[0], ground[1], card.gsd_m, ds.width, ds.height, width, height)
+    return WorkingGrid(width, height, ds.transform * Affine.scale(1 / sx, 1 / sy), sx, sy)
+
+
+def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
+    """Raise RasterError if ``ds`` lacks a band the model needs."""
+    bands = data_bands(ds)
+    missing = [b for b in card.bands if b > len(bands)]
+    if missing:
+        raise RasterError(
+            f"{path} has {len(bands)} image band(s) but model '{card.name}' needs bands "
+            f"{', '.join(map(str, card.bands))} ({len(card.bands)} bands); choose another raster or model"
+        )
+
+
+def normalisation(ds: Any, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band gain and offset turning raw values into normalised model input.
+
+    Values are used as they are when they fit the card's ``scale`` (e.g. uint8 for a 0-255 model).
+    Wider data (uint16 with values above the scale) is stretched linearly from its 0.5-99.5 percentiles,
+    estimated on a decimated read, onto ``0..scale`` first, with a log line saying so.
+    """
+    bands = [data_bands(ds)[b - 1] for b in card.bands]
+    lo = np.zeros(len(bands))
+    hi = np.full(len(bands), card.scale)
+    if np.dtype(ds.dtypes[bands[0] - 1]) != np.uint8:
+        sample = _decimated(ds, bands)
+        if sample.size and float(sample.max()) > card.scale * 1.001:
+            lo = np.percentile(sample, 0.5, axis=1)
+            hi = np.maximum(np.percentile(sample, 99.5, axis=1), lo + 1)
+            log.info("values exceed the model's range 0..%g: stretching bands from %s to %s",
+                     card.scale, np.round(lo, 1).tolist(), np.round(hi, 1).tolist())
+    span = (hi - lo) / card.scale  # raw units per model unit
+    std, mean = np.asarray(card.std), np.asarray(card.mean)
+    gain = 1.0 / (span * card.scale * std)
+    offset = -lo * gain - mean / std
+    return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
+    """Valid values of ``bands`` from a read of at most ``side`` px a side, shape (bands, n)."""
+    f = max(1, math.ceil(max(ds.width, ds.height) / side))
+    shape = (max(1, ds.height // f), max(1, ds.width // f))
+    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+    valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    return data[:, valid]
+
+
+class TileReader:
+    """Reads normalised model input tiles and their validity from the working grid.
+
+    Open it in the thread that reads (rasterio datasets are not shared across threads).
+    """
+
+    def __init__(self, path: str | Path, card: ModelCard, grid: WorkingGrid, gain: np.ndarray, offset: np.ndarray):
+        self._stack = ExitStack()
+        src = self._stack.enter_context(open_raster(path))
+        self.bands = [data_bands(src)[b - 1] for b in card.bands]
+        self.ds = src
+        if grid.resampled:
+            shrink = grid.sx < 1 or grid.sy < 1
+            self.ds = self._stack.enter_context(WarpedVRT(
+                src, crs=src.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                resampling=Resampling.average if shrink else Resampling.bilinear,
+            ))
+        self.path, self.grid = path, grid
+        self.gain, self.offset = gain[:, None, None], offset[:, None, None]
+
+    def read(self, y0: int, x0: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised float32 C x size x size image, bool size x size valid mask), padded past edges."""
+        h, w = min(size, self.grid.height - y0), min(size, self.grid.width - x0)
+        window = Window(x0, y0, w, h)
+        try:
+            raw = self.ds.read(self.bands, window=window)
+            valid = self.ds.dataset_mask(window=window) > 0
+        except RasterioError as e:
+            raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {_first_line(e)}; "
+                              "the file may be corrupt") from None
+        image = raw.astype(np.float32) * self.gain + self.offset
+        pad = ((0, size - h), (0, size - w))
+        if pad != ((0, 0), (0, 0)):
+            image = np.pad(image, ((0, 0), *pad), mode="symmetric")
+            valid = np.pad(valid, pad, constant_values=False)
+        return image, valid
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
+    """Validate an output path before any work starts; return it resolved."""
+    out = Path(output).expanduser().resolve()
+    for item in inputs:
+        if Path(item).expanduser().resolve() == out:
+            raise OutputError(f"output {output} is the input file; choose another output path")
+    if out.is_dir():
+        raise OutputError(f"output {output} is a folder; give a file name such as {Path(output) / 'landcover.tif'}")
+    if not out.parent.is_dir():
+        raise OutputError(f"output folder {out.parent} does not exist; create it first")
+    if not os.access(out.parent, os.W_OK):
+        raise OutputError(f"output folder {out.parent} is not writable")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {output} already exists; pass --overwrite (overwrite=True) to replace it")
+    return out
+
+
+class ClassRasterWriter:
+    """Writes a class raster (and optional confidence raster) atomically on the input's grid.
+
+    Use as a context manager: windows are written into hidden temporary files next to the outputs;
+    ``commit()`` turns them into COGs with colour table, category names and QGIS style and moves them
+    into place. Leaving the ``with`` block without ``commit()`` (an error, a cancel) deletes everything.
+    """
+
+    def __init__(self, output: Path, like: Any, card: ModelCard, confidence: Path | None = None):
+        self.output, self.card, self.confidence = output, card, confidence
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        profile = {
+            "driver": "GTiff", "width": like.width, "height": like.height, "count": 1, "dtype": "uint8",
+            "crs": like.crs, "transform": like.transform, "nodata": NODATA_CLASS, "tiled": True,
+            "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
+        }
+        if like.crs is None and like.transform == Affine.identity():
+            profile.pop("transform")
+        try:
+            self._classes = rasterio.open(self._tmpdir / "classes.tif", "w", **profile)
+            self._conf = rasterio.open(self._tmpdir / "confidence.tif", "w", **profile) if confidence else None
+        except (RasterioError, OSError) as e:
+            self._cleanup()
+            raise OutputError(f"cannot write in {output.parent}: {_first_line(e)}") from None
+
+    def __enter__(self) -> ClassRasterWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cleanup()
+
+    def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        """Write a window of class ids (uint8) and, if asked for, confidence (uint8 percent)."""
+        self._classes.write(classes, 1, window=window)
+        if self._conf is not None and confidence is not None:
+            self._conf.write(confidence, 1, window=window)
+
+    def commit(self) -> None:
+        """Finish the outputs and move them into place."""
+        self._classes.write_colormap(1, style.colormap(self.card))
+        self._classes.close()
+        done = [(self._cog(self._tmpdir / "classes.tif", "classes"), self.output)]
+        style_files = [(self.output.with_suffix(".qml"), style.raster_qml(self.card)),
+                       (Path(f"{self.output}.aux.xml"), style.category_aux_xml(self.card))]
+        if self._conf is not None and self.confidence is not None:
+            self._conf.close()
+            done.append((self._cog(self._tmpdir / "confidence.tif", "confidence"), self.confidence))
+            style_files.append((self.confidence.with_suffix(".qml"), style.confidence_qml()))
+        for target, text in style_files:
+            tmp = self._tmpdir / target.name
+            tmp.write_text(text)
+            done.append((tmp, target))
+        for tmp, target in done:
+            os.replace(tmp, target)
+
+    def _cog(self, path: Path, name: str) -> Path:
+        """Copy a finished GeoTIFF into a cloud-optimised GeoTIFF with overviews."""
+        cog = self._tmpdir / f"{name}.cog.tif"
+        rasterio.shutil.copy(path, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
+                             OVERVIEW_RESAMPLING="NEAREST", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+        return cog
+
+    def _cleanup(self) -> None:
+        for ds in (getattr(self, "_classes", None), getattr(self, "_conf", None)):
+            if ds is not None and not ds.closed:
+                ds.close()
+        for f in self._tmpdir.glob("*"):
+            f.unlink()
+        self._tmpdir.rmdir()
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+

@@ -1,0 +1,202 @@
+"""Model loading and execution: ONNX Runtime (CUDA, else CPU) and PyTorch checkpoints.
+
+``load_model`` accepts a bundled model name (see ``models/``), an ONNX path or a PyTorch checkpoint
+path, and returns an object with a ``card`` and ``predict(batch) -> probabilities``. It logs one line
+saying which runtime and device run the model, and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from aerialseg.card import ModelCard, read_card
+from aerialseg.errors import InputError, ModelError
+
+log = logging.getLogger("aerialseg")
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+_TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Model(Protocol):
+    """What the pipeline needs from a model."""
+
+    card: ModelCard
+    device: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K, H, W) float32 for a normalised (N, C, H, W) float32 batch."""
+        ...
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped in ``models/``."""
+
+    name: str
+    path: Path
+    card: ModelCard
+
+
+def models_dirs() -> list[Path]:
+    """Folders searched for bundled models: ``$AERIALSEG_MODELS`` (os.pathsep-separated), then ``models/``."""
+    extra = [Path(p) for p in os.environ.get("AERIALSEG_MODELS", "").split(os.pathsep) if p]
+    return [*extra, MODELS_DIR]
+
+
+def bundled_models() -> list[BundledModel]:
+    """All ONNX models in the model folders, with their cards."""
+    found: dict[str, BundledModel] = {}
+    for folder in models_dirs():
+        for path in sorted(folder.glob("*.onnx")):
+            found.setdefault(path.stem, BundledModel(path.stem, path, read_card(path)))
+    return list(found.values())
+
+
+def default_model_name() -> str:
+    """The default model: named in ``models/DEFAULT`` if present, else the first bundled model."""
+    marker = MODELS_DIR / "DEFAULT"
+    if marker.is_file():
+        return marker.read_text().strip()
+    names = sorted(p.stem for d in models_dirs() for p in d.glob("*.onnx"))
+    if not names:
+        raise ModelError(f"no bundled model found in {MODELS_DIR}; pass --model path/to/model.onnx")
+    return names[0]
+
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """Turn a bundled name, a path, or None (the default model) into an existing model file."""
+    spec = default_model_name() if spec is None else spec
+    path = Path(spec)
+    if path.suffix.lower() in (".onnx", *_TORCH_SUFFIXES) or path.exists():
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return path
+    for folder in models_dirs():
+        candidate = folder / f"{spec}.onnx"
+        if candidate.is_file():
+            return candidate
+    names = sorted({p.stem for d in models_dirs() for p in d.glob("*.onnx")})
+    raise ModelError(f"unknown model '{spec}'; bundled models: {', '.join(names) or 'none'} (or pass an .onnx path)")
+
+
+def load_model(spec: str | Path | None = None, device: str = "auto", threads: int | None = None) -> Model:
+    """Load a model by bundled name or path on ``device`` ("auto", "cpu" or "cuda")."""
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
+    path = resolve_model(spec)
+    if path.suffix.lower() in _TORCH_SUFFIXES:
+        return TorchModel(path, device)
+    return OnnxModel(path, device, threads)
+
+
+def gpu_present() -> bool:
+    """True if an NVIDIA GPU device node exists (cheap check before trying CUDA)."""
+    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
+
+
+class OnnxModel:
+    """An ONNX model in ONNX Runtime, on CUDA when asked for or available, else on the CPU."""
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = path
+        self.card = read_card(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # our own log line says which provider runs, and why
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        providers, reason = _choose_providers(ort.get_available_providers(), device)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # ORT raises its own exception types for bad graphs
+            raise ModelError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from None
+        active = self.session.get_providers()[0]
+        self.device = "cuda" if active in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        if device == "cuda" and self.device != "cuda":
+            raise ModelError("device 'cuda' was requested but the CUDA provider could not start; use --device cpu")
+        if "CUDAExecutionProvider" in providers and self.device == "cpu":
+            reason = "the CUDA provider failed to start (check the CUDA/cuDNN libraries)"
+        log.info("runtime: ONNX Runtime %s on %s (%s)", ort.__version__, self.device.upper(), reason)
+        inputs = self.session.get_inputs()
+        self.input_name = inputs[0].name
+        _check_channels(self.card, inputs[0].shape, path)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return _as_probabilities(out, self.card)
+
+
+def _choose_providers(available: list[str], device: str) -> tuple[list[str], str]:
+    """ONNX Runtime providers for ``device`` and the reason for the choice."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "CPU requested"
+    if "CUDAExecutionProvider" not in available:
+        if device == "cuda":
+            raise ModelError("device 'cuda' requested but this onnxruntime has no CUDA provider; install onnxruntime-gpu")
+        return ["CPUExecutionProvider"], "this onnxruntime build has no CUDA provider"
+    if not gpu_present() and device == "auto":
+        return ["CPUExecutionProvider"], "no NVIDIA GPU found"
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"], "NVIDIA GPU found"
+
+
+def _check_channels(card: ModelCard, shape: list, path: Path) -> None:
+    """The graph's input channel count must match the card's bands."""
+    if len(shape) != 4:
+        raise ModelError(f"{path} takes a {len(shape)}-D input; expected N x C x H x W")
+    if isinstance(shape[1], int) and shape[1] != len(card.bands):
+        raise ModelError(f"{path}: the graph takes {shape[1]} channels but its card lists {len(card.bands)} bands")
+
+
+def _as_probabilities(out: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Model output as float32 class probabilities (softmax applied to logits)."""
+    out = out.astype(np.float32, copy=False)
+    if out.ndim != 4 or out.shape[1] != len(card.classes):
+        raise ModelError(f"model output has shape {out.shape}; expected N x {len(card.classes)} x H x W")
+    if card.output == "logits":
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+class TorchModel:
+    """A PyTorch training checkpoint (dict with "arch", "card", "state_dict") run with torch."""
+
+    def __init__(self, path: Path, device: str = "auto") -> None:
+        try:
+            import torch
+
+            from aerialseg.train import build_model
+        except ImportError:
+            raise ModelError("running a PyTorch checkpoint needs torch; install the 'train' extras") from None
+        try:
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+            self.card = ModelCard.from_dict(ckpt["card"], str(path))
+            self.net = build_model(ckpt["arch"])
+            self.net.load_state_dict(ckpt["state_dict"])
+        except ModelError:
+            raise
+        except Exception as e:  # torch raises many types for a bad file
+            raise ModelError(f"{path} is not a readable AerialSeg checkpoint ({type(e).__name__}: {e})") from None
+        cuda = torch.cuda.is_available()
+        if device == "cuda" and not cuda:
+            raise ModelError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        self.device = "cuda" if cuda and device != "cpu" else "cpu"
+        self.net.to(self.device).eval()
+        self._torch = torch
+        log.info("runtime: PyTorch %s on %s (%s)", torch.__version__, self.device.upper(),
+                 "CUDA GPU found" if self.device == "cuda" else "CPU requested" if device == "cpu" else "no CUDA GPU")
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode(), torch.autocast("cuda", enabled=self.device == "cuda"):
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            probs = torch.softmax(self.net(x).float(), dim=1)
+        return probs.cpu().numpy()
