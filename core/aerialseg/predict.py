@@ -81,10 +81,10 @@ def classify(
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
-    net = model if hasattr(model, "predict") else load_model(model, device, threads)  # type: ignore[arg-type]
-    tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
     started = time.perf_counter()
     with open_raster(input) as ds:
+        net = model if hasattr(model, "predict") else load_model(model, device, threads)  # type: ignore[arg-type]
+        tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
         check_bands(ds, net.card, input)
         grid = working_grid(ds, net.card, resample)
         gain, offset = normalisation(ds, net.card)

@@ -9,6 +9,7 @@ colour table, category names and a QGIS style, and moved into place only when co
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -28,10 +29,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from aerialseg import style
-from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
 from aerialseg.errors import OutputError, RasterError
 
 log = logging.getLogger("aerialseg")
+CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
 RESAMPLE_TOLERANCE = 0.02  # ground resolutions within 2% of the model's are used as they are
 
 
@@ -269,6 +271,8 @@ class ClassRasterWriter:
     def commit(self) -> None:
         """Finish the outputs and move them into place."""
         self._classes.write_colormap(1, style.colormap(self.card))
+        table = [{"id": c.id, "name": c.name, "color": c.color} for c in self.card.classes]
+        self._classes.update_tags(**{CLASS_TABLE_TAG: json.dumps(table), "AERIALSEG_MODEL": self.card.name})
         self._classes.close()
         done = [(self._cog(self._tmpdir / "classes.tif", "classes"), self.output)]
         style_files = [(self.output.with_suffix(".qml"), style.raster_qml(self.card)),
@@ -298,6 +302,17 @@ class ClassRasterWriter:
         for f in self._tmpdir.glob("*"):
             f.unlink()
         self._tmpdir.rmdir()
+
+
+def read_class_table(ds: Any) -> tuple[ClassInfo, ...] | None:
+    """The class table AerialSeg stores in a class raster's metadata, or None if it has none."""
+    text = ds.tags().get(CLASS_TABLE_TAG)
+    if not text:
+        return None
+    try:
+        return tuple(ClassInfo(int(c["id"]), str(c["name"]), str(c["color"])) for c in json.loads(text))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _first_line(e: BaseException) -> str:

@@ -1,0 +1,332 @@
+"""The ``aerialseg`` command line.
+
+On a terminal it shows a progress bar (tiles/s, ETA); with ``--progress json`` it prints one JSON
+object per line on stdout (``progress``, ``log``, ``result``, ``error``), which the QGIS plugin
+reads. Errors a user can cause print one line on stderr and exit with status 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aerialseg import __version__
+from aerialseg.errors import AerialSegError, Cancelled
+
+log = logging.getLogger("aerialseg")
+# Subcommands implemented in their own modules (imported only when used: they need torch).
+_MOUNTED = {
+    "train": ("aerialseg.train", "train a model from image + mask pairs"),
+    "evaluate": ("aerialseg.evaluate", "compare a class raster with a reference (IoU, F1, accuracy)"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aerialseg`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run cleans up like a cancelled one
+    try:
+        return int(args.func(args, reporter) or 0)
+    except Cancelled as e:
+        return reporter.fail(str(e), 130)
+    except KeyboardInterrupt:
+        return reporter.fail("cancelled; no output was written", 130)
+    except AerialSegError as e:
+        return reporter.fail(str(e), 1)
+    except Exception as e:  # noqa: BLE001  anything else is a bug: say so in one line
+        if getattr(args, "debug", False):
+            raise
+        return reporter.fail(f"internal error ({type(e).__name__}: {e}); rerun with --debug and report it", 3)
+    finally:
+        reporter.close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class Reporter:
+    """Progress, logs and results for one run: a tqdm bar, JSON lines, or nothing."""
+
+    def __init__(self, mode: str, verbose: bool = False) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "none"
+        self.mode, self._bar, self._stage, self._started = mode, None, "", time.monotonic()
+        handler = _JsonLogHandler(self) if mode == "json" else _TqdmLogHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.handlers[:] = [handler]
+        log.setLevel(logging.DEBUG if verbose else logging.INFO)
+        log.propagate = False
+
+    def progress(self, stage: str, unit: str) -> Callable[[int, int], None]:
+        """A progress callback for a stage ("classify", "vectorize", ...) counting ``unit``s."""
+        def update(done: int, total: int) -> None:
+            if self.mode == "json":
+                self._emit_progress(stage, unit, done, total)
+            elif self.mode == "bar":
+                self._update_bar(stage, unit, done, total)
+        return update
+
+    def _emit_progress(self, stage: str, unit: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self._stage, self._started = stage, time.monotonic()
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else None
+        self.emit({"type": "progress", "stage": stage, "unit": unit, "done": done, "total": total,
+                   "percent": round(100 * done / max(total, 1), 1), "rate": round(rate, 3),
+                   "eta_s": None if eta is None else round(eta, 1)})
+
+    def _update_bar(self, stage: str, unit: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or self._stage != stage:
+            self._close_bar()
+            self._stage = stage
+            self._bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        self._bar.update(done - self._bar.n)
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        """Print one JSON line on stdout."""
+        print(json.dumps(obj), flush=True)
+
+    def result(self, **outputs: Any) -> None:
+        """Report the outputs of a successful run."""
+        self._close_bar()
+        if self.mode == "json":
+            self.emit({"type": "result", **{k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}})
+
+    def fail(self, message: str, status: int) -> int:
+        """Report an error in one line and return the exit status."""
+        self._close_bar()
+        if self.mode == "json":
+            self.emit({"type": "error", "message": message})
+        print(f"aerialseg: error: {message}", file=sys.stderr, flush=True)
+        return status
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def close(self) -> None:
+        self._close_bar()
+
+
+class _TqdmLogHandler(logging.Handler):
+    """Log lines on stderr that do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        tqdm.write(prefix + self.format(record), file=sys.stderr)
+
+
+class _JsonLogHandler(logging.Handler):
+    """Log records as JSON lines on stdout."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__()
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.emit({"type": "log", "level": record.levelname, "message": self.format(record)})
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_classify(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.predict import classify
+
+    out = classify(args.input, args.output, args.model, **_classify_options(args),
+                   confidence=args.confidence, overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
+    rep.result(output=out, confidence=args.confidence)
+    return 0
+
+
+def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.vectorize import vectorize
+
+    out = vectorize(args.input, args.output, **_vectorize_options(args), overwrite=args.overwrite,
+                    on_progress=rep.progress("vectorize", "block"))
+    rep.result(output=out)
+    return 0
+
+
+def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.predict import classify
+    from aerialseg.raster import check_output
+    from aerialseg.vectorize import vectorize
+
+    folder = Path(args.output)
+    if not folder.parent.is_dir():
+        raise_output(f"the parent folder of {folder} does not exist; create it first")
+    folder.mkdir(exist_ok=True)
+    stem = Path(args.input).stem
+    raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
+    check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
+    classify(args.input, raster, args.model, **_classify_options(args), confidence=None,
+             overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
+    vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
+              on_progress=rep.progress("vectorize", "block"))
+    rep.result(output_raster=raster, output_vector=gpkg)
+    return 0
+
+
+def raise_output(message: str) -> None:
+    from aerialseg.errors import OutputError
+
+    raise OutputError(message)
+
+
+def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.runtime import MODELS_DIR, bundled_models, default_model_name
+
+    models = bundled_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "path": str(m.path), "card": m.card.to_dict()} for m in models], indent=1))
+        return 0
+    if not models:
+        print(f"no bundled models in {MODELS_DIR}")
+        return 0
+    default = default_model_name()
+    for m in models:
+        c = m.card
+        gsd = f"{c.gsd_m:g} m/px" if c.gsd_m else "any resolution"
+        print(f"{m.name}{' (default)' if m.name == default else ''}: {', '.join(c.class_names)}; {gsd}; "
+              f"tile {c.tile_size} px; {m.path}")
+        if c.description:
+            print(f"    {c.description}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.card import read_card
+    from aerialseg.runtime import resolve_model
+
+    card = read_card(resolve_model(args.model))
+    if args.json:
+        print(card.to_json())
+        return 0
+    rows = [("name", card.name), ("description", card.description), ("architecture", card.architecture),
+            ("classes", ", ".join(f"{c.id} {c.name} {c.color}" for c in card.classes)),
+            ("bands", ", ".join(map(str, card.bands))),
+            ("normalisation", f"(value / {card.scale:g} - mean {list(card.mean)}) / std {list(card.std)}"),
+            ("ground resolution", f"{card.gsd_m:g} m/px" if card.gsd_m else "any"),
+            ("tile size / overlap", f"{card.tile_size} / {card.overlap} px"),
+            ("training data", card.training_data), ("licence", card.licence),
+            ("metrics", json.dumps(dict(card.metrics)) if card.metrics else "")]
+    for key, value in rows:
+        if value:
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
+    return int(importlib.import_module(_MOUNTED[args.command][0]).run(args) or 0)
+
+
+def _classify_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"device": args.device, "tile_size": args.tile_size, "overlap": args.overlap,
+            "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample, "threads": args.threads}
+
+
+def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"regularize": args.regularize}
+    if args.classes:
+        options["classes"] = [int(c) if c.isdigit() else c for c in args.classes.split(",")]
+    if args.min_area is not None:
+        options["min_area_m2"] = args.min_area
+    if args.simplify is not None:
+        options["simplify_m"] = args.simplify
+    return options
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; mounted subcommands are only imported when selected."""
+    parser = argparse.ArgumentParser(
+        prog="aerialseg", description="Land-cover mapping from aerial and satellite imagery.",
+        epilog="Run 'aerialseg COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"aerialseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "classify", cmd_classify, "classify an orthophoto into a land-cover class raster")
+    p.add_argument("input", help="input raster (GeoTIFF, JPEG, PNG, VRT, any GDAL raster)")
+    p.add_argument("output", help="output class raster (.tif, cloud-optimised GeoTIFF)")
+    _add_model_options(p)
+    p.add_argument("--confidence", metavar="PATH", help="also write a per-pixel confidence raster (0-100 %%)")
+
+    p = _command(sub, "vectorize", cmd_vectorize, "turn a class raster into polygons (GeoPackage)")
+    p.add_argument("input", help="class raster written by 'aerialseg classify'")
+    p.add_argument("output", help="output GeoPackage (.gpkg), one layer per class")
+    _add_vector_options(p)
+
+    p = _command(sub, "map", cmd_map, "classify and vectorise in one go")
+    p.add_argument("input", help="input raster")
+    p.add_argument("output", help="output folder (created if missing): <name>_landcover.tif, <name>_features.gpkg")
+    _add_model_options(p)
+    _add_vector_options(p)
+
+    p = _command(sub, "models", cmd_models, "list the bundled models", progress=False)
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p = _command(sub, "info", cmd_info, "show a model card", progress=False)
+    p.add_argument("model", help="a bundled model name or a model file")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+
+    for name, (module, help_text) in _MOUNTED.items():
+        p = _command(sub, name, cmd_mounted, help_text)
+        if argv and argv[0] == name:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _command(sub: Any, name: str, func: Callable, help_text: str, progress: bool = True) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    p.set_defaults(func=func)
+    if progress:
+        p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
+                       help="progress display: a bar on a terminal (auto), JSON lines on stdout, or none")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    return p
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", help="bundled model name or .onnx/.pt path (default: the bundled default model)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs: CUDA GPU if one works (auto), or force cpu/cuda")
+    p.add_argument("--tile-size", type=int, help="model input tile in pixels (default: the model card's)")
+    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: the model card's)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default: 4)")
+    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
+                   help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
+    p.add_argument("--no-resample", action="store_true",
+                   help="use the input at its own resolution instead of the model's ground resolution")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+
+
+def _add_vector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classes", help="comma-separated class names or ids (default: building,road,water)")
+    p.add_argument("--min-area", type=float, help="drop polygons smaller than this many square metres")
+    p.add_argument("--simplify", type=float, help="simplification tolerance in metres")
+    p.add_argument("--regularize", action="store_true", help="square building outlines to right angles")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
