@@ -204,7 +204,7 @@ class _Run:
         core = sums[:, :h, :w]
         classes = core.argmax(axis=0).astype(np.uint8)
         total = core.sum(axis=0, dtype=np.uint64)
-        best = np.take_along_axis(core, classes[None].astype(np.intp), axis=0)[0]
+        best = np.take_along_axis(core, classes[None].astype(np.intp), axis=0)[0].astype(np.uint64)
         confidence = np.where(total > 0, 100 * best // np.maximum(total, 1), 0).astype(np.uint8)
         classes[total == 0] = NODATA_CLASS
         return classes, confidence

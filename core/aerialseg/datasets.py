@@ -1,0 +1,294 @@
+"""Training data: readers for image/mask pairs and random chip sampling.
+
+Four layouts are understood, each turned into a list of :class:`Sample` (an image, its mask, the
+mask's encoding and the factor the pair is resampled by):
+
+* Dubai ("Semantic segmentation of aerial imagery", Humans in the Loop): ``tile_N/images/*.jpg`` +
+  ``tile_N/masks/*.png``, colour-coded masks (some palette PNGs);
+* generic folders: same-named rasters in an image folder and a mask folder (class ids);
+* LandCover.ai: ``images/*.tif`` + ``masks/*.tif`` and ``train.txt``/``val.txt``/``test.txt``;
+* ISPRS Potsdam: ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif`` (colour-coded).
+
+Chips are cut on the fly from the full images (no pre-cut copies) by :class:`ChipDataset`, with
+scale jitter, flips, 90 degree rotations and brightness/contrast changes. Pixels with
+:data:`IGNORE_INDEX` in a mask are excluded from losses and metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+from rasterio.errors import RasterioIOError
+
+from aerialseg.card import ClassInfo
+from aerialseg.errors import InputError, RasterError
+
+IGNORE_INDEX = 255
+RGB = tuple[int, int, int]
+
+DUBAI_CLASSES = (
+    ClassInfo(0, "building", "#3C1098"), ClassInfo(1, "land", "#8429F6"), ClassInfo(2, "road", "#6EC1E4"),
+    ClassInfo(3, "vegetation", "#FEDD3A"), ClassInfo(4, "water", "#E2A929"),
+)
+LANDCOVERAI_CLASSES = (
+    ClassInfo(0, "background", "#FFFFFF"), ClassInfo(1, "building", "#E6194B"), ClassInfo(2, "woodland", "#3CB44B"),
+    ClassInfo(3, "water", "#4363D8"), ClassInfo(4, "road", "#808080"),
+)
+POTSDAM_CLASSES = (
+    ClassInfo(0, "impervious", "#FFFFFF"), ClassInfo(1, "building", "#0000FF"), ClassInfo(2, "low_vegetation", "#00FFFF"),
+    ClassInfo(3, "tree", "#00FF00"), ClassInfo(4, "car", "#FFFF00"), ClassInfo(5, "clutter", "#FF0000"),
+)
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training pair.
+
+    Attributes:
+        image: Path of the image raster.
+        mask: Path of the mask raster (same grid as the image).
+        colours: If set, the mask is colour-coded: class i has colour ``colours[i]``; any other colour
+            is ignored. If None, the mask holds class ids (values >= number of classes are ignored).
+        scale: Resampling factor applied to the pair (0.5 = half the pixels per side).
+    """
+
+    image: Path
+    mask: Path
+    colours: tuple[RGB, ...] | None = None
+    scale: float = 1.0
+
+
+def _colours(classes: Sequence[ClassInfo]) -> tuple[RGB, ...]:
+    return tuple(c.rgb for c in classes)
+
+
+def dubai_samples(root: str | Path, tiles: Sequence[int], tile_scales: dict[int, float] | None = None) -> list[Sample]:
+    """Pairs of the Dubai dataset for whole ``tiles`` (split by tile, never by image).
+
+    Args:
+        root: Folder holding ``tile_1`` ... ``tile_7``.
+        tiles: Tile numbers to use.
+        tile_scales: Optional resampling factor per tile (to bring tiles to one ground resolution).
+    """
+    samples = []
+    for t in tiles:
+        folder = Path(root) / f"tile_{t}"
+        images = sorted((folder / "images").glob("*.jpg"))
+        if not images:
+            raise InputError(f"no images in {folder / 'images'}; expected the Dubai layout tile_N/images/*.jpg")
+        scale = (tile_scales or {}).get(int(t), 1.0)
+        for img in images:
+            samples.append(Sample(img, _existing(folder / "masks" / f"{img.stem}.png"), _colours(DUBAI_CLASSES), scale))
+    return samples
+
+
+def folder_samples(images_dir: str | Path, masks_dir: str | Path, scale: float = 1.0) -> list[Sample]:
+    """Pairs of same-named rasters (any suffix) in ``images_dir`` and ``masks_dir``; masks hold class ids."""
+    masks = {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES} if Path(
+        masks_dir).is_dir() else {}
+    images = sorted(p for p in Path(images_dir).glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not images or not masks:
+        raise InputError(f"no rasters found in {images_dir} and/or {masks_dir}; expect same-named image and mask files")
+    missing = [p.name for p in images if p.stem not in masks]
+    if missing:
+        raise InputError(f"{len(missing)} image(s) have no mask of the same name in {masks_dir}, e.g. {missing[0]}")
+    return [Sample(p, masks[p.stem], None, scale) for p in images]
+
+
+def landcoverai_samples(root: str | Path, split: str, scale: float = 1.0) -> list[Sample]:
+    """LandCover.ai pairs of one split (``train``, ``val`` or ``test``).
+
+    The split files list chip names (``M-33-20-D-c-4-2_0``); chips are windows of the big
+    orthophotos, which are used directly: each listed chip's parent image is read whole.
+    """
+    root = Path(root)
+    listing = root / f"{split}.txt"
+    if not listing.is_file():
+        raise InputError(f"{listing} not found; LandCover.ai needs images/, masks/ and {split}.txt")
+    names = {re.sub(r"_\d+$", "", n.strip()) for n in listing.read_text().split() if n.strip()}
+    return [Sample(_existing(root / "images" / f"{n}.tif"), _existing(root / "masks" / f"{n}.tif"), None, scale)
+            for n in sorted(names)]
+
+
+def potsdam_samples(root: str | Path, tiles: Sequence[str] | None = None, scale: float = 1.0) -> list[Sample]:
+    """ISPRS Potsdam pairs ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif``.
+
+    Args:
+        root: Folder searched recursively for both kinds of file.
+        tiles: Tile ids such as ``"2_10"``; None for all.
+        scale: Resampling factor (Potsdam is 5 cm; 0.1 gives 50 cm).
+    """
+    labels = {m.group(1): p for p in Path(root).rglob("top_potsdam_*_label.tif")
+              if (m := re.match(r"top_potsdam_(\d+_\d+)_label", p.name))}
+    samples = []
+    for img in sorted(Path(root).rglob("top_potsdam_*_RGB.tif")):
+        tile_id = re.match(r"top_potsdam_(\d+_\d+)_RGB", img.name).group(1)  # type: ignore[union-attr]
+        if (tiles is None or tile_id in tiles) and tile_id in labels:
+            samples.append(Sample(img, labels[tile_id], _colours(POTSDAM_CLASSES), scale))
+    if not samples:
+        raise InputError(f"no top_potsdam_X_Y_RGB.tif with a matching _label.tif under {root}")
+    return samples
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise InputError(f"missing file {path}; every image needs a mask of the same name")
+    return path
+
+
+def read_image(path: Path, bands: Sequence[int] = (1, 2, 3)) -> np.ndarray:
+    """Read ``bands`` of a raster as a (C, H, W) array."""
+    try:
+        with rasterio.open(path) as src:
+            return src.read(list(bands))
+    except (RasterioIOError, IndexError) as e:
+        raise RasterError(f"cannot read bands {list(bands)} of {path}: {e}") from None
+
+
+def read_mask(path: Path, colours: Sequence[RGB] | None, num_classes: int) -> np.ndarray:
+    """Read a mask as (H, W) uint8 class ids, unknown colours/values as IGNORE_INDEX.
+
+    Palette masks (one band with a colour table) are expanded to RGB before the colour lookup.
+    """
+    try:
+        with rasterio.open(path) as src:
+            data = src.read()
+            palette = _palette(src) if src.count == 1 and colours is not None else None
+    except RasterioIOError as e:
+        raise RasterError(f"cannot read mask {path}: {e}") from None
+    if colours is None:
+        ids = data[0].astype(np.int64)
+        return np.where((ids >= 0) & (ids < num_classes), ids, IGNORE_INDEX).astype(np.uint8)
+    if palette is not None:
+        data = palette[data[0]].transpose(2, 0, 1)
+    if data.shape[0] < 3:
+        raise RasterError(f"mask {path} has {data.shape[0]} band(s) and no colour table; expected an RGB colour mask")
+    return colours_to_ids(data[:3], colours)
+
+
+def _palette(src: rasterio.io.DatasetReader) -> np.ndarray | None:
+    try:
+        cmap = src.colormap(1)
+    except ValueError:
+        return None
+    table = np.zeros((256, 3), np.uint8)
+    for k, v in cmap.items():
+        table[k] = v[:3]
+    return table
+
+
+def colours_to_ids(rgb: np.ndarray, colours: Sequence[RGB]) -> np.ndarray:
+    """Map a (3, H, W) colour mask to class ids; colours not in ``colours`` become IGNORE_INDEX."""
+    key = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
+    out = np.full(key.shape, IGNORE_INDEX, np.uint8)
+    for i, (r, g, b) in enumerate(colours):
+        out[key == ((r << 16) | (g << 8) | b)] = i
+    return out
+
+
+def load_pair(sample: Sample, num_classes: int, bands: Sequence[int] = (1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
+    """Image (C, H, W) uint8/float and mask (H, W) uint8 of a sample, resampled by ``sample.scale``."""
+    image, mask = read_image(sample.image, bands), read_mask(sample.mask, sample.colours, num_classes)
+    if image.shape[1:] != mask.shape:
+        raise InputError(f"{sample.image.name}: image is {image.shape[1:]} px but its mask is {mask.shape}")
+    if sample.scale != 1.0:
+        size = (max(1, round(mask.shape[0] * sample.scale)), max(1, round(mask.shape[1] * sample.scale)))
+        image, mask = _resize(image.astype(np.float32), mask, size)
+    return image, mask
+
+
+def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear (antialiased) image and nearest mask resampling to ``size`` (H, W)."""
+    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None], size=size, mode="bilinear",
+                        antialias=True, align_corners=False)[0].numpy()
+    msk = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0]
+    return img, msk.numpy().astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Chip augmentation settings: scale jitter range, flips/rotations, brightness/contrast spread."""
+
+    scale_jitter: tuple[float, float] = (0.75, 1.33)
+    flips: bool = True
+    brightness: float = 0.15
+    contrast: float = 0.15
+
+
+class ChipDataset(torch.utils.data.Dataset):
+    """Random square chips cut on the fly from whole images (kept decoded in memory).
+
+    Item ``i`` of epoch ``e`` is drawn with a generator seeded by ``(seed, e, i)``, so a run is
+    reproducible and resumes exactly, whatever the number of workers.
+    """
+
+    def __init__(self, samples: Sequence[Sample], num_classes: int, chip: int, length: int, mean: Sequence[float],
+                 std: Sequence[float], scale: float = 255.0, augment: Augment | None = Augment(), seed: int = 0) -> None:
+        self.pairs = [load_pair(s, num_classes) for s in samples]
+        self.num_classes, self.chip, self.length, self.seed, self.augment = num_classes, chip, length, seed, augment
+        self.mean = np.asarray(mean, np.float32)[:, None, None] * scale
+        self.std = np.asarray(std, np.float32)[:, None, None] * scale
+        areas = np.array([m.size for _, m in self.pairs], np.float64)
+        self.weights = areas / areas.sum()
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, mask = self.pairs[rng.choice(len(self.pairs), p=self.weights)]
+        image, mask = self._crop(image, mask, rng)
+        image = (image.astype(np.float32) - self.mean) / self.std
+        if self.augment is not None:
+            image, mask = _augment(image, mask, self.augment, rng)
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+    def _crop(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        jitter = rng.uniform(*self.augment.scale_jitter) if self.augment else 1.0
+        h, w = mask.shape
+        side = min(h, w, max(8, round(self.chip / jitter)))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        img, msk = image[:, y:y + side, x:x + side], mask[y:y + side, x:x + side]
+        if side != self.chip:
+            img, msk = _resize(img, msk, (self.chip, self.chip))
+        return img, msk
+
+
+def _augment(image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random flip, 90 degree rotation and (normalised-space) brightness/contrast change."""
+    if aug.flips:
+        k = int(rng.integers(0, 4))
+        image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
+        if rng.random() < 0.5:
+            image, mask = image[:, :, ::-1], mask[:, ::-1]
+    contrast = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
+    brightness = rng.uniform(-aug.brightness, aug.brightness) * 4.0  # ~4 std span the 0..255 range
+    return image * contrast + brightness, mask
+
+
+def channel_stats(samples: Sequence[Sample], scale: float = 255.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-band mean and std of the images (after dividing by ``scale``), rounded to 4 decimals."""
+    total, sq, n = 0.0, 0.0, 0
+    for s in samples:
+        img = read_image(s.image).astype(np.float64).reshape(3, -1) / scale
+        total, sq, n = total + img.sum(1), sq + (img**2).sum(1), n + img.shape[1]
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean**2, 1e-12))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def class_pixel_counts(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """Number of labelled pixels of each class in ``masks`` (ignore pixels excluded)."""
+    counts = np.zeros(num_classes, np.int64)
+    for m in masks:
+        counts += np.bincount(m[m < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    return counts
