@@ -25,6 +25,7 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 
 from aerialseg.card import ClassInfo
@@ -58,12 +59,14 @@ class Sample:
         colours: If set, the mask is colour-coded: class i has colour ``colours[i]``; any other colour
             is ignored. If None, the mask holds class ids (values >= number of classes are ignored).
         scale: Resampling factor applied to the pair (0.5 = half the pixels per side).
+        window: Optional (row, col, height, width) part of the rasters that the sample is.
     """
 
     image: Path
     mask: Path
     colours: tuple[RGB, ...] | None = None
     scale: float = 1.0
+    window: tuple[int, int, int, int] | None = None
 
 
 def _colours(classes: Sequence[ClassInfo]) -> tuple[RGB, ...]:
@@ -103,19 +106,29 @@ def folder_samples(images_dir: str | Path, masks_dir: str | Path, scale: float =
     return [Sample(p, masks[p.stem], None, scale) for p in images]
 
 
-def landcoverai_samples(root: str | Path, split: str, scale: float = 1.0) -> list[Sample]:
+def landcoverai_samples(root: str | Path, split: str, scale: float = 1.0, chip: int = 512) -> list[Sample]:
     """LandCover.ai pairs of one split (``train``, ``val`` or ``test``).
 
-    The split files list chip names (``M-33-20-D-c-4-2_0``); chips are windows of the big
-    orthophotos, which are used directly: each listed chip's parent image is read whole.
+    The split files list chip names (``M-33-20-D-c-4-2_7``): chip k of an orthophoto is its k-th full
+    ``chip`` x ``chip`` window in row-major order (how the dataset's ``split.py`` cut them). Chips are
+    read as windows of the original orthophotos, so no cut copies are needed.
     """
     root = Path(root)
     listing = root / f"{split}.txt"
     if not listing.is_file():
         raise InputError(f"{listing} not found; LandCover.ai needs images/, masks/ and {split}.txt")
-    names = {re.sub(r"_\d+$", "", n.strip()) for n in listing.read_text().split() if n.strip()}
-    return [Sample(_existing(root / "images" / f"{n}.tif"), _existing(root / "masks" / f"{n}.tif"), None, scale)
-            for n in sorted(names)]
+    samples, widths = [], {}
+    for name in (n.strip() for n in listing.read_text().split()):
+        m = re.match(r"(.+)_(\d+)$", name)
+        if not m:
+            raise InputError(f"{listing}: cannot read chip name {name!r}; expected <image>_<k>")
+        stem, k = m.group(1), int(m.group(2))
+        image, mask = _existing(root / "images" / f"{stem}.tif"), _existing(root / "masks" / f"{stem}.tif")
+        if stem not in widths:
+            widths[stem] = raster_shape(image)[1] // chip
+        row, col = divmod(k, widths[stem])
+        samples.append(Sample(image, mask, None, scale, (row * chip, col * chip, chip, chip)))
+    return samples
 
 
 def potsdam_samples(root: str | Path, tiles: Sequence[str] | None = None, scale: float = 1.0) -> list[Sample]:
@@ -144,23 +157,38 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def read_image(path: Path, bands: Sequence[int] = (1, 2, 3)) -> np.ndarray:
-    """Read ``bands`` of a raster as a (C, H, W) array."""
+Window = tuple[int, int, int, int]  # row offset, column offset, height, width (source pixels)
+
+
+def raster_shape(path: Path) -> tuple[int, int]:
+    """(height, width) of a raster, read from its header."""
     try:
         with rasterio.open(path) as src:
-            return src.read(list(bands))
+            return src.height, src.width
+    except RasterioIOError as e:
+        raise RasterError(f"cannot open {path}: {e}") from None
+
+
+def read_image(path: Path, bands: Sequence[int] = (1, 2, 3), window: Window | None = None,
+               out_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read ``bands`` of a raster (or of a window, resampled bilinearly to ``out_shape``) as (C, H, W)."""
+    try:
+        with rasterio.open(path) as src:
+            return src.read(list(bands), window=_rio_window(window), out_shape=out_shape,
+                            resampling=Resampling.bilinear)
     except (RasterioIOError, IndexError) as e:
         raise RasterError(f"cannot read bands {list(bands)} of {path}: {e}") from None
 
 
-def read_mask(path: Path, colours: Sequence[RGB] | None, num_classes: int) -> np.ndarray:
-    """Read a mask as (H, W) uint8 class ids, unknown colours/values as IGNORE_INDEX.
+def read_mask(path: Path, colours: Sequence[RGB] | None, num_classes: int, window: Window | None = None,
+              out_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask (or a window, nearest-resampled) as (H, W) uint8 class ids; unknown values -> IGNORE_INDEX.
 
     Palette masks (one band with a colour table) are expanded to RGB before the colour lookup.
     """
     try:
         with rasterio.open(path) as src:
-            data = src.read()
+            data = src.read(window=_rio_window(window), out_shape=out_shape, resampling=Resampling.nearest)
             palette = _palette(src) if src.count == 1 and colours is not None else None
     except RasterioIOError as e:
         raise RasterError(f"cannot read mask {path}: {e}") from None
@@ -172,6 +200,10 @@ def read_mask(path: Path, colours: Sequence[RGB] | None, num_classes: int) -> np
     if data.shape[0] < 3:
         raise RasterError(f"mask {path} has {data.shape[0]} band(s) and no colour table; expected an RGB colour mask")
     return colours_to_ids(data[:3], colours)
+
+
+def _rio_window(window: Window | None) -> rasterio.windows.Window | None:
+    return None if window is None else rasterio.windows.Window(window[1], window[0], window[3], window[2])
 
 
 def _palette(src: rasterio.io.DatasetReader) -> np.ndarray | None:
@@ -194,23 +226,27 @@ def colours_to_ids(rgb: np.ndarray, colours: Sequence[RGB]) -> np.ndarray:
     return out
 
 
-def load_pair(sample: Sample, num_classes: int, bands: Sequence[int] = (1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
-    """Image (C, H, W) uint8/float and mask (H, W) uint8 of a sample, resampled by ``sample.scale``."""
-    image, mask = read_image(sample.image, bands), read_mask(sample.mask, sample.colours, num_classes)
-    if image.shape[1:] != mask.shape:
-        raise InputError(f"{sample.image.name}: image is {image.shape[1:]} px but its mask is {mask.shape}")
-    if sample.scale != 1.0:
-        size = (max(1, round(mask.shape[0] * sample.scale)), max(1, round(mask.shape[1] * sample.scale)))
-        image, mask = _resize(image.astype(np.float32), mask, size)
-    return image, mask
+def sample_shape(sample: Sample) -> tuple[int, int]:
+    """(height, width) of a sample in source pixels (its window, or the whole raster)."""
+    return (sample.window[2], sample.window[3]) if sample.window else raster_shape(sample.image)
 
 
-def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear (antialiased) image and nearest mask resampling to ``size`` (H, W)."""
-    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None], size=size, mode="bilinear",
-                        antialias=True, align_corners=False)[0].numpy()
-    msk = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0]
-    return img, msk.numpy().astype(np.uint8)
+def load_pair(sample: Sample, num_classes: int, window: Window | None = None,
+              out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image (C, H, W) and mask (H, W) uint8 of a sample (or of ``window`` inside it, relative to the sample).
+
+    Without ``out_shape`` the pair is resampled by ``sample.scale``.
+    """
+    if window is not None and sample.window is not None:
+        window = (window[0] + sample.window[0], window[1] + sample.window[1], window[2], window[3])
+    window = window or sample.window
+    h, w = (window[2], window[3]) if window else raster_shape(sample.image)
+    if raster_shape(sample.mask) != raster_shape(sample.image):
+        raise InputError(f"{sample.image.name}: image and mask {sample.mask.name} have different sizes")
+    if out_shape is None and sample.scale != 1.0:
+        out_shape = (max(1, round(h * sample.scale)), max(1, round(w * sample.scale)))
+    image = read_image(sample.image, window=window, out_shape=out_shape)
+    return image, read_mask(sample.mask, sample.colours, num_classes, window=window, out_shape=out_shape)
 
 
 @dataclass(frozen=True)
@@ -224,43 +260,61 @@ class Augment:
 
 
 class ChipDataset(torch.utils.data.Dataset):
-    """Random square chips cut on the fly from whole images (kept decoded in memory).
+    """Random square chips cut on the fly from whole images.
 
-    Item ``i`` of epoch ``e`` is drawn with a generator seeded by ``(seed, e, i)``, so a run is
-    reproducible and resumes exactly, whatever the number of workers.
+    Small data sets (Dubai) are decoded once and kept in memory; big ones (``cache=False``) are read
+    window by window from the files. Item ``i`` of epoch ``e`` is drawn with a generator seeded by
+    ``(seed, e, i)``, so a run is reproducible and resumes exactly, whatever the number of workers.
     """
 
     def __init__(self, samples: Sequence[Sample], num_classes: int, chip: int, length: int, mean: Sequence[float],
-                 std: Sequence[float], scale: float = 255.0, augment: Augment | None = Augment(), seed: int = 0) -> None:
-        self.pairs = [load_pair(s, num_classes) for s in samples]
-        self.num_classes, self.chip, self.length, self.seed, self.augment = num_classes, chip, length, seed, augment
+                 std: Sequence[float], scale: float = 255.0, augment: Augment | None = Augment(), seed: int = 0,
+                 cache: bool = True) -> None:
+        if not samples:
+            raise InputError("no training samples")
+        self.samples, self.num_classes, self.chip, self.length = list(samples), num_classes, chip, length
+        self.seed, self.augment, self.epoch = seed, augment, 0
+        self.pairs = [load_pair(s, num_classes) for s in samples] if cache else None
         self.mean = np.asarray(mean, np.float32)[:, None, None] * scale
         self.std = np.asarray(std, np.float32)[:, None, None] * scale
-        areas = np.array([m.size for _, m in self.pairs], np.float64)
-        self.weights = areas / areas.sum()
-        self.epoch = 0
+        shapes = [sample_shape(s) for s in samples]
+        areas = np.array([h * w * s.scale**2 for (h, w), s in zip(shapes, samples)], np.float64)
+        self.shapes, self.weights = shapes, areas / areas.sum()
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image, mask = self.pairs[rng.choice(len(self.pairs), p=self.weights)]
-        image, mask = self._crop(image, mask, rng)
+        k = int(rng.choice(len(self.samples), p=self.weights))
+        jitter = rng.uniform(*self.augment.scale_jitter) if self.augment else 1.0
+        image, mask = self._cached_chip(k, jitter, rng) if self.pairs else self._read_chip(k, jitter, rng)
         image = (image.astype(np.float32) - self.mean) / self.std
         if self.augment is not None:
             image, mask = _augment(image, mask, self.augment, rng)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(mask)).long()
 
-    def _crop(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        jitter = rng.uniform(*self.augment.scale_jitter) if self.augment else 1.0
+    def _cached_chip(self, k: int, jitter: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.pairs[k]  # type: ignore[index]
         h, w = mask.shape
         side = min(h, w, max(8, round(self.chip / jitter)))
-        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         img, msk = image[:, y:y + side, x:x + side], mask[y:y + side, x:x + side]
-        if side != self.chip:
-            img, msk = _resize(img, msk, (self.chip, self.chip))
-        return img, msk
+        return _resize(img, msk, (self.chip, self.chip)) if side != self.chip else (img, msk)
+
+    def _read_chip(self, k: int, jitter: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        sample, (h, w) = self.samples[k], self.shapes[k]
+        side = min(h, w, max(8, round(self.chip / (jitter * sample.scale))))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        return load_pair(sample, self.num_classes, (y, x, side, side), (self.chip, self.chip))
+
+
+def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear (antialiased) image and nearest mask resampling to ``size`` (H, W)."""
+    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None], size=size, mode="bilinear",
+                        antialias=True, align_corners=False)[0].numpy()
+    msk = F.interpolate(torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(), size=size, mode="nearest")
+    return img, msk[0, 0].numpy().astype(np.uint8)
 
 
 def _augment(image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
