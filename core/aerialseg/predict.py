@@ -24,7 +24,8 @@ from rasterio.windows import Window
 from aerialseg.card import NODATA_CLASS
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
-    ClassRasterWriter, TileReader, WorkingGrid, check_bands, check_output, normalisation, open_raster, working_grid,
+    ClassRasterWriter, TileReader, WorkingGrid, check_bands, check_output, normalisation, open_raster, read_valid_mask,
+    working_grid,
 )
 from aerialseg.runtime import Model, load_model
 from aerialseg.tiling import Block, Tile, TileGrid, blend_weights
@@ -239,7 +240,7 @@ def _write_block(writer: ClassRasterWriter, ds, grid: WorkingGrid, tiles: TileGr
         iy = _nearest(rows, grid.sy, block.y0, block.height)
         ix = _nearest(cols, grid.sx, block.x0, block.width)
         classes, confidence = classes[np.ix_(iy, ix)], confidence[np.ix_(iy, ix)]
-    valid = ds.dataset_mask(window=window) > 0
+    valid = read_valid_mask(ds, window)
     classes = np.where(valid, classes, NODATA_CLASS).astype(np.uint8)
     writer.write(window, classes, np.where(valid & (classes != NODATA_CLASS), confidence, NODATA_CLASS).astype(np.uint8))
 

@@ -214,6 +214,14 @@ class TileReader:
         self._stack.close()
 
 
+def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
+    """Boolean validity (not nodata, not transparent) of a window of the input grid."""
+    try:
+        return ds.dataset_mask(window=window) > 0
+    except RasterioError as e:
+        raise RasterError(f"cannot read {ds.name} at {window}: {_first_line(e)}; the file may be corrupt") from None
+
+
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
     """Validate an output path before any work starts; return it resolved."""
     out = Path(output).expanduser().resolve()

@@ -130,7 +130,11 @@ class OnnxModel:
         _check_channels(self.card, inputs[0].shape, path)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        try:
+            out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        except Exception as e:  # ORT's own exception types: a shape or type the graph does not accept
+            raise ModelError(f"the model rejected a {'x'.join(map(str, batch.shape))} input batch: "
+                             f"{str(e).strip().splitlines()[0][:300]}") from None
         return _as_probabilities(out, self.card)
 
 
@@ -153,6 +157,8 @@ def _check_channels(card: ModelCard, shape: list, path: Path) -> None:
         raise ModelError(f"{path} takes a {len(shape)}-D input; expected N x C x H x W")
     if isinstance(shape[1], int) and shape[1] != len(card.bands):
         raise ModelError(f"{path}: the graph takes {shape[1]} channels but its card lists {len(card.bands)} bands")
+    if isinstance(shape[2], int) and shape[2] != card.tile_size:
+        raise ModelError(f"{path}: the graph takes fixed {shape[2]} px tiles but its card says {card.tile_size}")
 
 
 def _as_probabilities(out: np.ndarray, card: ModelCard) -> np.ndarray:
