@@ -15,9 +15,10 @@ def __getattr__(name: str):  # lazy: keep `import aerialseg` light (no onnxrunti
         from aerialseg.predict import classify
 
         return classify
-    if name == "vectorize":
+    if name == "vectorize":  # the module has the function's name: bind the function, not the module
         from aerialseg.vectorize import vectorize
 
+        globals()["vectorize"] = vectorize
         return vectorize
     if name == "load_model":
         from aerialseg.runtime import load_model

@@ -22,7 +22,7 @@ CARD_KEY = "aerialseg_card"
 NODATA_CLASS = 255  # class value written where the input has no data
 _HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 # Colours for models that bring none (Deepness models): distinct, readable on a map.
-_FALLBACK_COLOURS = (
+FALLBACK_COLOURS = (
     "#E6194B", "#3CB44B", "#4363D8", "#FFE119", "#F58231", "#911EB4",
     "#46F0F0", "#F032E6", "#BCF60C", "#FABEBE", "#008080", "#9A6324",
 )
@@ -190,7 +190,7 @@ def _from_deepness(meta: Mapping[str, str], source: str, n_channels: int | None)
         if isinstance(names, str):  # some tools store the dict as a Python literal string
             names = json.loads(names.replace("'", '"'))
         classes = tuple(
-            ClassInfo(int(k), str(v), _FALLBACK_COLOURS[i % len(_FALLBACK_COLOURS)])
+            ClassInfo(int(k), str(v), FALLBACK_COLOURS[i % len(FALLBACK_COLOURS)])
             for i, (k, v) in enumerate(sorted(((int(k), v) for k, v in names.items())))
         )
         n = n_channels or len(values.get("standardization_mean", [0, 0, 0]))

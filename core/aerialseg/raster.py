@@ -77,7 +77,7 @@ def ground_pixel_size(ds: Any) -> tuple[float, float] | None:
     t = ds.transform
     span = max(1, min(100, ds.width // 2, ds.height // 2))
     cx, cy = ds.width / 2, ds.height / 2
-    pts = [t * (cx, cy), t * (cx + span, cy), t * (cx, cy + span)]
+    pts = [t @ (cx, cy), t @ (cx + span, cy), t @ (cx, cy + span)]
     try:
         to_lonlat = Transformer.from_crs(CRS.from_wkt(ds.crs.to_wkt()), "EPSG:4326", always_xy=True)
         lon, lat = to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts], errcheck=True)
@@ -126,7 +126,7 @@ def working_grid(ds: Any, card: ModelCard, resample: bool = True) -> WorkingGrid
     width, height = max(1, math.ceil(ds.width * sx)), max(1, math.ceil(ds.height * sy))
     log.info("resampling: input %.3f x %.3f m/px -> model %.3f m/px (%d x %d -> %d x %d px)",
              ground[0], ground[1], card.gsd_m, ds.width, ds.height, width, height)
-    return WorkingGrid(width, height, ds.transform * Affine.scale(1 / sx, 1 / sy), sx, sy)
+    return WorkingGrid(width, height, ds.transform @ Affine.scale(1 / sx, 1 / sy), sx, sy)
 
 
 def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
