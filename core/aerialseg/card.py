@@ -230,6 +230,8 @@ def read_card(onnx_path: str | Path) -> ModelCard:
         raise ModelError(f"model file not found: {path}") from None
     except Exception as e:  # onnx raises DecodeError and others for non-ONNX files
         raise ModelError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
+    if not model.graph.node or not model.graph.input:
+        raise ModelError(f"{path} is not a readable ONNX model (it has no graph; an interrupted download?)")
     meta = {p.key: p.value for p in model.metadata_props}
     return ModelCard.from_metadata(meta, str(path), _input_channels(model))
 
@@ -253,5 +255,7 @@ def write_card(onnx_path: str | Path, card: ModelCard) -> None:
 
 def _input_channels(model: Any) -> int | None:
     """Channel count of the first graph input (NCHW), if it is fixed."""
+    if not model.graph.input:
+        return None
     dims = model.graph.input[0].type.tensor_type.shape.dim
     return dims[1].dim_value if len(dims) == 4 and dims[1].dim_value > 0 else None

@@ -19,20 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from aerialseg import __version__
-from aerialseg.errors import AerialSegError, Cancelled
+from aerialseg.errors import AerialSegError, Cancelled, OutputError
 
 log = logging.getLogger("aerialseg")
 # Subcommands implemented in their own modules (imported only when used: they need torch).
 _MOUNTED = {
     "train": ("aerialseg.train", "train a model from image + mask pairs"),
     "evaluate": ("aerialseg.evaluate", "compare a class raster with a reference (IoU, F1, accuracy)"),
+    "export": ("aerialseg.export", "export a training checkpoint to ONNX with its model card"),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aerialseg`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        parser = build_parser(argv)
+    except ImportError as e:  # a mounted command whose extras (torch) are not installed
+        print(f"aerialseg: error: '{argv[0]}' needs {e.name or 'a missing package'}; "
+              "install the training extras (bash setup.sh installs everything)", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run cleans up like a cancelled one
     try:
@@ -171,24 +178,26 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     from aerialseg.vectorize import vectorize
 
     folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} is a file; 'map' writes into a folder: give a folder path")
     if not folder.parent.is_dir():
-        raise_output(f"the parent folder of {folder} does not exist; create it first")
+        raise OutputError(f"the parent folder of {folder} does not exist; create it first")
+    created = not folder.exists()
     folder.mkdir(exist_ok=True)
     stem = Path(args.input).stem
     raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
-    check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
-    classify(args.input, raster, args.model, **_classify_options(args), confidence=None,
-             overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
-    vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
-              on_progress=rep.progress("vectorize", "block"))
+    try:
+        check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
+        classify(args.input, raster, args.model, **_classify_options(args), confidence=None,
+                 overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
+        vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
+                  on_progress=rep.progress("vectorize", "block"))
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a failed run leaves no trace
+        raise
     rep.result(output_raster=raster, output_vector=gpkg)
     return 0
-
-
-def raise_output(message: str) -> None:
-    from aerialseg.errors import OutputError
-
-    raise OutputError(message)
 
 
 def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:

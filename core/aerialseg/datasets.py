@@ -35,17 +35,28 @@ IGNORE_INDEX = 255
 RGB = tuple[int, int, int]
 
 DUBAI_CLASSES = (
-    ClassInfo(0, "building", "#3C1098"), ClassInfo(1, "land", "#8429F6"), ClassInfo(2, "road", "#6EC1E4"),
-    ClassInfo(3, "vegetation", "#FEDD3A"), ClassInfo(4, "water", "#E2A929"),
+    ClassInfo(0, "building", "#3C1098"),
+    ClassInfo(1, "land", "#8429F6"),
+    ClassInfo(2, "road", "#6EC1E4"),
+    ClassInfo(3, "vegetation", "#FEDD3A"),
+    ClassInfo(4, "water", "#E2A929"),
 )
 LANDCOVERAI_CLASSES = (
-    ClassInfo(0, "background", "#FFFFFF"), ClassInfo(1, "building", "#E6194B"), ClassInfo(2, "woodland", "#3CB44B"),
-    ClassInfo(3, "water", "#4363D8"), ClassInfo(4, "road", "#808080"),
+    ClassInfo(0, "background", "#FFFFFF"),
+    ClassInfo(1, "building", "#E6194B"),
+    ClassInfo(2, "woodland", "#3CB44B"),
+    ClassInfo(3, "water", "#4363D8"),
+    ClassInfo(4, "road", "#808080"),
 )
 POTSDAM_CLASSES = (
-    ClassInfo(0, "impervious", "#FFFFFF"), ClassInfo(1, "building", "#0000FF"), ClassInfo(2, "low_vegetation", "#00FFFF"),
-    ClassInfo(3, "tree", "#00FF00"), ClassInfo(4, "car", "#FFFF00"), ClassInfo(5, "clutter", "#FF0000"),
+    ClassInfo(0, "impervious", "#FFFFFF"),
+    ClassInfo(1, "building", "#0000FF"),
+    ClassInfo(2, "low_vegetation", "#00FFFF"),
+    ClassInfo(3, "tree", "#00FF00"),
+    ClassInfo(4, "car", "#FFFF00"),
+    ClassInfo(5, "clutter", "#FF0000"),
 )
+FALLBACK_COLOURS = ("#E6194B", "#3CB44B", "#4363D8", "#FFE119", "#F58231", "#911EB4", "#46F0F0", "#F032E6")
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
 
 
@@ -95,8 +106,11 @@ def dubai_samples(root: str | Path, tiles: Sequence[int], tile_scales: dict[int,
 
 def folder_samples(images_dir: str | Path, masks_dir: str | Path, scale: float = 1.0) -> list[Sample]:
     """Pairs of same-named rasters (any suffix) in ``images_dir`` and ``masks_dir``; masks hold class ids."""
-    masks = {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES} if Path(
-        masks_dir).is_dir() else {}
+    masks = (
+        {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+        if Path(masks_dir).is_dir()
+        else {}
+    )
     images = sorted(p for p in Path(images_dir).glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not images or not masks:
         raise InputError(f"no rasters found in {images_dir} and/or {masks_dir}; expect same-named image and mask files")
@@ -139,8 +153,11 @@ def potsdam_samples(root: str | Path, tiles: Sequence[str] | None = None, scale:
         tiles: Tile ids such as ``"2_10"``; None for all.
         scale: Resampling factor (Potsdam is 5 cm; 0.1 gives 50 cm).
     """
-    labels = {m.group(1): p for p in Path(root).rglob("top_potsdam_*_label.tif")
-              if (m := re.match(r"top_potsdam_(\d+_\d+)_label", p.name))}
+    labels = {
+        m.group(1): p
+        for p in Path(root).rglob("top_potsdam_*_label.tif")
+        if (m := re.match(r"top_potsdam_(\d+_\d+)_label", p.name))
+    }
     samples = []
     for img in sorted(Path(root).rglob("top_potsdam_*_RGB.tif")):
         tile_id = re.match(r"top_potsdam_(\d+_\d+)_RGB", img.name).group(1)  # type: ignore[union-attr]
@@ -169,19 +186,26 @@ def raster_shape(path: Path) -> tuple[int, int]:
         raise RasterError(f"cannot open {path}: {e}") from None
 
 
-def read_image(path: Path, bands: Sequence[int] = (1, 2, 3), window: Window | None = None,
-               out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    path: Path, bands: Sequence[int] = (1, 2, 3), window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read ``bands`` of a raster (or of a window, resampled bilinearly to ``out_shape``) as (C, H, W)."""
     try:
         with rasterio.open(path) as src:
-            return src.read(list(bands), window=_rio_window(window), out_shape=out_shape,
-                            resampling=Resampling.bilinear)
+            return src.read(
+                list(bands), window=_rio_window(window), out_shape=out_shape, resampling=Resampling.bilinear
+            )
     except (RasterioIOError, IndexError) as e:
         raise RasterError(f"cannot read bands {list(bands)} of {path}: {e}") from None
 
 
-def read_mask(path: Path, colours: Sequence[RGB] | None, num_classes: int, window: Window | None = None,
-              out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    path: Path,
+    colours: Sequence[RGB] | None,
+    num_classes: int,
+    window: Window | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Read a mask (or a window, nearest-resampled) as (H, W) uint8 class ids; unknown values -> IGNORE_INDEX.
 
     Palette masks (one band with a colour table) are expanded to RGB before the colour lookup.
@@ -231,8 +255,9 @@ def sample_shape(sample: Sample) -> tuple[int, int]:
     return (sample.window[2], sample.window[3]) if sample.window else raster_shape(sample.image)
 
 
-def load_pair(sample: Sample, num_classes: int, window: Window | None = None,
-              out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    sample: Sample, num_classes: int, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Image (C, H, W) and mask (H, W) uint8 of a sample (or of ``window`` inside it, relative to the sample).
 
     Without ``out_shape`` the pair is resampled by ``sample.scale``.
@@ -267,9 +292,19 @@ class ChipDataset(torch.utils.data.Dataset):
     ``(seed, e, i)``, so a run is reproducible and resumes exactly, whatever the number of workers.
     """
 
-    def __init__(self, samples: Sequence[Sample], num_classes: int, chip: int, length: int, mean: Sequence[float],
-                 std: Sequence[float], scale: float = 255.0, augment: Augment | None = Augment(), seed: int = 0,
-                 cache: bool = True) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        num_classes: int,
+        chip: int,
+        length: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        scale: float = 255.0,
+        augment: Augment | None = Augment(),
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
         if not samples:
             raise InputError("no training samples")
         self.samples, self.num_classes, self.chip, self.length = list(samples), num_classes, chip, length
@@ -299,7 +334,7 @@ class ChipDataset(torch.utils.data.Dataset):
         h, w = mask.shape
         side = min(h, w, max(8, round(self.chip / jitter)))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        img, msk = image[:, y:y + side, x:x + side], mask[y:y + side, x:x + side]
+        img, msk = image[:, y : y + side, x : x + side], mask[y : y + side, x : x + side]
         return _resize(img, msk, (self.chip, self.chip)) if side != self.chip else (img, msk)
 
     def _read_chip(self, k: int, jitter: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -311,13 +346,20 @@ class ChipDataset(torch.utils.data.Dataset):
 
 def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear (antialiased) image and nearest mask resampling to ``size`` (H, W)."""
-    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None], size=size, mode="bilinear",
-                        antialias=True, align_corners=False)[0].numpy()
+    img = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
+        size=size,
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0].numpy()
     msk = F.interpolate(torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(), size=size, mode="nearest")
     return img, msk[0, 0].numpy().astype(np.uint8)
 
 
-def _augment(image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _augment(
+    image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Random flip, 90 degree rotation and (normalised-space) brightness/contrast change."""
     if aug.flips:
         k = int(rng.integers(0, 4))
@@ -331,7 +373,7 @@ def _augment(image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.G
 
 def channel_stats(samples: Sequence[Sample], scale: float = 255.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-band mean and std of the images (after dividing by ``scale``), rounded to 4 decimals."""
-    total, sq, n = 0.0, 0.0, 0
+    total, sq, n = np.zeros(3), np.zeros(3), 0
     for s in samples:
         img = read_image(s.image).astype(np.float64).reshape(3, -1) / scale
         total, sq, n = total + img.sum(1), sq + (img**2).sum(1), n + img.shape[1]

@@ -22,6 +22,8 @@ LOSS_NAMES = ("ce", "dice", "focal", "ce+dice", "focal+dice")
 class CrossEntropyLoss(nn.Module):
     """Pixel-wise cross-entropy with optional class weights and an ignore index."""
 
+    weight: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
@@ -36,7 +38,11 @@ class CrossEntropyLoss(nn.Module):
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al. 2017): cross-entropy scaled by ``(1 - p_true) ** gamma``."""
 
-    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> None:
+    weight: torch.Tensor | None
+
+    def __init__(
+        self, gamma: float = 2.0, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
+    ) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
         self.gamma, self.ignore_index = gamma, ignore_index
@@ -85,8 +91,13 @@ class CombinedLoss(nn.Module):
         return sum(w * m(logits, target) for w, m in zip(self.factors, self.terms))  # type: ignore[return-value]
 
 
-def build_loss(name: str, class_weights: Sequence[float] | None = None, ignore_index: int = IGNORE_INDEX,
-               dice_weight: float = 1.0, gamma: float = 2.0) -> nn.Module:
+def build_loss(
+    name: str,
+    class_weights: Sequence[float] | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    dice_weight: float = 1.0,
+    gamma: float = 2.0,
+) -> nn.Module:
     """Build a loss by name: one of ``ce``, ``dice``, ``focal``, ``ce+dice``, ``focal+dice``.
 
     Args:
@@ -110,7 +121,9 @@ def build_loss(name: str, class_weights: Sequence[float] | None = None, ignore_i
     return terms[0][1] if len(terms) == 1 else CombinedLoss(terms)
 
 
-def class_weights(counts: Sequence[int] | np.ndarray, method: str = "inverse_sqrt", max_ratio: float = 10.0) -> list[float]:
+def class_weights(
+    counts: Sequence[int] | np.ndarray, method: str = "inverse_sqrt", max_ratio: float = 10.0
+) -> list[float]:
     """Per-class loss weights from pixel counts, normalised to a pixel-weighted mean of 1.
 
     Args:

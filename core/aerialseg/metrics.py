@@ -14,8 +14,9 @@ import numpy as np
 IGNORE_INDEX = 255
 
 
-def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, num_classes: int,
-                     ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
+def confusion_matrix(
+    reference: np.ndarray, prediction: np.ndarray, num_classes: int, ignore_index: int | None = IGNORE_INDEX
+) -> np.ndarray:
     """The (K, K) int64 confusion matrix of two same-shaped class-id arrays.
 
     Pixels where the reference is ``ignore_index`` or either value is outside ``0..K-1`` are skipped.
@@ -52,7 +53,8 @@ def scores(cm: np.ndarray, class_names: Sequence[str] | None = None) -> dict[str
         ious.append(iou)
         f1s.append(f1)
         per_class[name] = {
-            "iou": float(iou), "f1": float(f1),
+            "iou": float(iou),
+            "f1": float(f1),
             "precision": float(tp[i] / pred_n[i]) if pred_n[i] else 0.0,
             "recall": float(tp[i] / ref_n[i]) if ref_n[i] else 0.0,
             "support": int(ref_n[i]),
@@ -75,7 +77,8 @@ def format_scores(result: dict[str, Any]) -> str:
         iou = "-" if s["iou"] is None else f"{s['iou']:.3f}"
         f1 = "-" if s["f1"] is None else f"{s['f1']:.3f}"
         lines.append(f"{name:<16}{iou:>8}{f1:>8}{s['support']:>12}")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    lines.append(f"pixel accuracy {fmt(result['pixel_accuracy'])}  mIoU {fmt(result['miou'])}  "
-                 f"mean F1 {fmt(result['mean_f1'])}")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    lines.append(
+        f"pixel accuracy {fmt(result['pixel_accuracy'])}  mIoU {fmt(result['miou'])}  mean F1 {fmt(result['mean_f1'])}"
+    )
     return "\n".join(lines)

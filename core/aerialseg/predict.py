@@ -28,10 +28,10 @@ from aerialseg.raster import (
     working_grid,
 )
 from aerialseg.runtime import Model, load_model
-from aerialseg.tiling import Block, Tile, TileGrid, blend_weights
+from aerialseg.tiling import Block, Tile, TileGrid, blend_weights, tile_borders
 
 log = logging.getLogger("aerialseg")
-FIXED_POINT = float(2**26)  # blended probability 1.0 in the integer accumulators
+FIXED_POINT = np.float32(2**26)  # blended probability 1.0 in the integer accumulators
 TTA_MODES = ("none", "flip", "d4")
 ProgressCallback = Callable[[int, int], None]
 
@@ -189,11 +189,11 @@ class _Run:
 
     def _add(self, sums: np.ndarray, block: Block, tiles: list[Tile], probs: np.ndarray) -> None:
         """Add weighted, fixed-point tile probabilities into the block's sums."""
-        weights = blend_weights(self.tiles.tile, self.tiles.overlap) * np.float32(FIXED_POINT)
         for tile, p in zip(tiles, probs):
+            weights = blend_weights(self.tiles.tile, self.tiles.overlap, tile_borders(self.tiles, tile))
             y, x = tile.y0 - block.y0, tile.x0 - block.x0
             h, w = min(tile.size, sums.shape[1] - y), min(tile.size, sums.shape[2] - x)
-            sums[:, y : y + h, x : x + w] += (p[:, :h, :w] * weights[:h, :w]).astype(np.uint32)
+            sums[:, y : y + h, x : x + w] += np.rint(p[:, :h, :w] * (weights[:h, :w] * FIXED_POINT)).astype(np.uint32)
 
     def _finish(self, block: Block, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pass the spill margins on to the blocks right and below; return class ids and confidence."""

@@ -249,7 +249,10 @@ class ClassRasterWriter:
 
     def __init__(self, output: Path, like: Any, card: ModelCard, confidence: Path | None = None):
         self.output, self.card, self.confidence = output, card, confidence
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        try:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        except OSError as e:
+            raise OutputError(f"cannot write in {output.parent}: {e.strerror or e}") from None
         profile = {
             "driver": "GTiff", "width": like.width, "height": like.height, "count": 1, "dtype": "uint8",
             "crs": like.crs, "transform": like.transform, "nodata": NODATA_CLASS, "tiled": True,

@@ -99,18 +99,32 @@ def _indices_in(start: int, length: int, stride: int, count: int) -> range:
     return range(first, max(first, last))
 
 
-@lru_cache(maxsize=8)
-def blend_weights(tile: int, overlap: int) -> np.ndarray:
+@lru_cache(maxsize=64)
+def blend_weights(tile: int, overlap: int, borders: tuple[bool, bool, bool, bool] = (False,) * 4) -> np.ndarray:
     """Smooth ``tile`` x ``tile`` float32 weights: 1 inside, raised-cosine ramps across the overlap.
 
     The ramps of two neighbouring tiles sum to exactly 1 across their shared strip (sin² + cos²), so
-    blended probabilities stay probabilities and no tile edge shows. Weights never reach 0.
+    blended probabilities stay probabilities and no tile edge shows. Sides facing the raster's border
+    (``borders`` = top, bottom, left, right) have no neighbour and keep full weight up to the edge.
     """
+    top, bottom, left, right = borders
+    w = np.outer(_ramp(tile, overlap, top, bottom), _ramp(tile, overlap, left, right)).astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def _ramp(tile: int, overlap: int, flat_start: bool, flat_end: bool) -> np.ndarray:
+    """1-D weights: a sin² rise over ``overlap`` px at each end unless that end is flat."""
     ramp = np.ones(tile, dtype=np.float64)
     if overlap:
         rise = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
-        ramp[:overlap] = rise
-        ramp[-overlap:] = rise[::-1]
-    w = np.outer(ramp, ramp).astype(np.float32)
-    w.setflags(write=False)
-    return w
+        if not flat_start:
+            ramp[:overlap] = rise
+        if not flat_end:
+            ramp[-overlap:] = rise[::-1]
+    return ramp
+
+
+def tile_borders(grid: TileGrid, tile: Tile) -> tuple[bool, bool, bool, bool]:
+    """Which sides of ``tile`` face the raster's border (top, bottom, left, right)."""
+    return tile.row == 0, tile.row == grid.tile_rows - 1, tile.col == 0, tile.col == grid.tile_cols - 1

@@ -1,0 +1,444 @@
+"""Training: a segmentation network (smp UNet / DeepLabV3+) from image + mask pairs.
+
+``train(TrainConfig(...))`` writes into ``out_dir``: ``last.pt`` (every epoch; re-running the same
+command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``history.json``
+(per-epoch metrics), ``curves.png`` and ``config.json``. A checkpoint is a dict with ``arch``
+(see :func:`build_model`), ``card`` (a :class:`ModelCard` dict), ``state_dict`` (the network returns
+logits) and the optimiser, scheduler, epoch and early-stopping state.
+
+Command line: ``python -m aerialseg.train --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aerialseg import datasets as ds
+from aerialseg.card import ClassInfo, ModelCard
+from aerialseg.errors import AerialSegError, InputError
+from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
+from aerialseg.metrics import format_scores
+from aerialseg.training_io import load_checkpoint
+
+log = logging.getLogger(__name__)
+ARCHITECTURES = ("unet", "deeplabv3plus")
+# Fields that may change between a run and its resumption (they do not change what is computed).
+_RUNTIME_FIELDS = {"max_minutes", "num_workers", "threads", "device", "progress"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved with it; a resumed run must use the same)."""
+
+    out_dir: str
+    dataset: str = "dubai"  # dubai | landcoverai | potsdam | folder
+    data_root: str = ""
+    train_split: tuple[str, ...] = ("1", "2", "3", "4", "5", "6")  # Dubai tiles, Potsdam ids, LandCover.ai split
+    val_split: tuple[str, ...] = ("7",)
+    images: str = ""  # folder dataset: training images / masks, validation images / masks
+    masks: str = ""
+    val_images: str = ""
+    val_masks: str = ""
+    class_names: tuple[str, ...] = ()  # folder dataset only
+    scale: float = 1.0  # resampling of all data (0.5 = half the pixels per side)
+    tile_scales: tuple[tuple[str, float], ...] = ()  # per Dubai tile / Potsdam id, overrides scale
+    name: str = "aerialseg-model"
+    arch: str = "unet"
+    encoder: str = "resnet18"
+    encoder_depth: int = 4
+    decoder_channels: tuple[int, ...] = (128, 64, 16, 8)
+    chip: int = 256
+    batch_size: int = 8
+    chips_per_epoch: int = 480
+    epochs: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"  # onecycle | cosine
+    loss: str = "ce+dice"
+    class_weighting: str = "inverse_sqrt"  # none | inverse | inverse_sqrt
+    scale_jitter: tuple[float, float] = (0.75, 1.33)
+    brightness: float = 0.15
+    contrast: float = 0.15
+    mean: tuple[float, ...] = ()  # empty: measured on the training images
+    std: tuple[float, ...] = ()
+    patience: int = 40  # early stopping: epochs without a better validation mIoU
+    seed: int = 0
+    val_tile: int = 1280  # validation images up to this size are predicted in one pass
+    gsd_m: float | None = None
+    tile_size: int = 512
+    overlap: int = 64
+    licence: str = ""
+    training_data: str = ""
+    description: str = ""
+    max_minutes: float | None = None  # stop (resumably) after this long
+    num_workers: int = 0
+    threads: int = 2
+    device: str = "auto"
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (lists become tuples)."""
+        conv: dict[str, Any] = {
+            k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in d.items()
+        }
+        return cls(**conv)
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """Rebuild a network (returning logits) from a checkpoint's ``arch`` dict (no pretrained weights).
+
+    ``arch`` keys: ``name`` (unet | deeplabv3plus), ``encoder``, ``encoder_depth``, ``in_channels``,
+    ``classes`` and, for UNet, ``decoder_channels``. Encoder stages deeper than ``encoder_depth`` are
+    removed so they do not bloat the model file.
+    """
+    import segmentation_models_pytorch as smp
+
+    name, depth = arch["name"], int(arch.get("encoder_depth", 5))
+    common = {
+        "encoder_name": arch["encoder"],
+        "encoder_weights": None,
+        "in_channels": int(arch.get("in_channels", 3)),
+        "classes": int(arch["classes"]),
+        "encoder_depth": depth,
+    }
+    try:
+        if name == "unet":
+            model = smp.Unet(decoder_channels=list(arch["decoder_channels"]), **common)
+        elif name == "deeplabv3plus":
+            model = smp.DeepLabV3Plus(**common)
+        else:
+            raise InputError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    except (KeyError, ValueError) as e:
+        raise InputError(f"cannot build {name} with encoder {arch.get('encoder')!r}: {e}") from None
+    for i in range(depth, 5):  # ResNet-style encoders keep unused stages: drop them
+        if hasattr(model.encoder, f"layer{i}"):
+            delattr(model.encoder, f"layer{i}")
+    return model
+
+
+def _arch(config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    arch = {
+        "name": config.arch,
+        "encoder": config.encoder,
+        "encoder_depth": config.encoder_depth,
+        "in_channels": 3,
+        "classes": num_classes,
+    }
+    if config.arch == "unet":
+        arch["decoder_channels"] = list(config.decoder_channels)
+    return arch
+
+
+def _data(config: TrainConfig) -> tuple[list[ds.Sample], list[ds.Sample], tuple[ClassInfo, ...]]:
+    """Training samples, validation samples and classes of the configured data set."""
+    scales = {str(k): float(v) for k, v in config.tile_scales}
+    if config.dataset == "dubai":
+        ts = {int(k): v for k, v in scales.items()} | {
+            int(t): config.scale for t in (*config.train_split, *config.val_split) if t not in scales
+        }
+        get = lambda split: ds.dubai_samples(config.data_root, [int(t) for t in split], ts)
+        return get(config.train_split), get(config.val_split), ds.DUBAI_CLASSES
+    if config.dataset == "landcoverai":
+        get = lambda split: ds.landcoverai_samples(config.data_root, split[0], config.scale)
+        return get(config.train_split), get(config.val_split), ds.LANDCOVERAI_CLASSES
+    if config.dataset == "potsdam":
+        get = lambda split: ds.potsdam_samples(config.data_root, split, config.scale)
+        return get(config.train_split), get(config.val_split), ds.POTSDAM_CLASSES
+    if config.dataset == "folder":
+        if not config.class_names:
+            raise InputError("a folder data set needs class names (--class-names building,road,...)")
+        classes = tuple(
+            ClassInfo(i, n, ds.FALLBACK_COLOURS[i % len(ds.FALLBACK_COLOURS)]) for i, n in enumerate(config.class_names)
+        )
+        return (
+            ds.folder_samples(config.images, config.masks, config.scale),
+            ds.folder_samples(config.val_images, config.val_masks, config.scale),
+            classes,
+        )
+    raise InputError(f"unknown data set {config.dataset!r}; choose dubai, landcoverai, potsdam or folder")
+
+
+def make_card(
+    config: TrainConfig,
+    classes: Sequence[ClassInfo],
+    mean: Sequence[float],
+    std: Sequence[float],
+    metrics: dict[str, Any] | None = None,
+    output: str = "logits",
+) -> ModelCard:
+    """The model card of a run (``output`` is "logits" for the checkpoint, "probabilities" once exported)."""
+    arch = f"{config.arch} {config.encoder} depth {config.encoder_depth}"
+    if config.arch == "unet":
+        arch += f" decoder {list(config.decoder_channels)}"
+    return ModelCard(
+        name=config.name,
+        classes=tuple(classes),
+        bands=(1, 2, 3),
+        scale=255.0,
+        mean=tuple(mean),
+        std=tuple(std),
+        gsd_m=config.gsd_m,
+        tile_size=config.tile_size,
+        overlap=config.overlap,
+        output=output,
+        architecture=arch,
+        description=config.description,
+        licence=config.licence,
+        training_data=config.training_data,
+        metrics=metrics or {},
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    total = config.epochs * steps
+    if config.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.1)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=config.lr * 0.01)
+    raise InputError(f"unknown scheduler {config.scheduler!r}; choose onecycle or cosine")
+
+
+def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
+    old, new = saved, config.to_dict()
+    diff = sorted(k for k in new if k not in _RUNTIME_FIELDS and old.get(k) != new[k])
+    if diff:
+        raise InputError(
+            f"{config.out_dir} holds a run with other settings ({', '.join(diff)}); "
+            "use the same options to resume, or another --out"
+        )
+
+
+def train(
+    config: TrainConfig,
+    on_progress: Callable[[float, str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run described by ``config``; returns the best validation scores and paths."""
+    from aerialseg.training_io import run_epochs
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    if config.device == "cuda" and device != "cuda":
+        raise InputError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+    last = out / "last.pt"
+    state = load_checkpoint(last) if last.exists() else None
+    if state is not None:
+        _check_resumable(config, state["config"])
+    train_samples, val_samples, classes = _data(config)
+    k = len(classes)
+    if state is not None:
+        mean, std = state["card"]["mean"], state["card"]["std"]
+    elif config.mean:
+        mean, std = config.mean, config.std
+    else:
+        mean, std = ds.channel_stats(train_samples)
+    aug = ds.Augment(tuple(config.scale_jitter), True, config.brightness, config.contrast)  # type: ignore[arg-type]
+    cache = sum(h * w for h, w in map(ds.sample_shape, train_samples)) < 200e6
+    data = ds.ChipDataset(
+        train_samples, k, config.chip, config.chips_per_epoch, mean, std, augment=aug, seed=config.seed, cache=cache
+    )
+    counts = ds.class_pixel_counts(
+        [m for _, m in data.pairs] if data.pairs else [data[i][1].numpy().astype(np.uint8) for i in range(64)], k
+    )
+    weights = state["class_weights"] if state else class_weights(counts, config.class_weighting)
+    _seed_everything(config.seed)
+    arch = _arch(config, k)
+    model = build_model(arch).to(device)
+    if config.loss not in LOSS_NAMES:
+        raise InputError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSS_NAMES)}")
+    loss_fn = build_loss(config.loss, weights).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.chips_per_epoch // config.batch_size
+    if steps < 1:
+        raise InputError(f"chips per epoch ({config.chips_per_epoch}) must be at least the batch size")
+    scheduler = _scheduler(config, optimizer, steps)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    log.info(
+        "training %s on %s: %d train / %d val images, class weights %s, mean %s std %s",
+        arch,
+        device,
+        len(train_samples),
+        len(val_samples),
+        weights,
+        mean,
+        std,
+    )
+    ctx = {
+        "config": config,
+        "model": model,
+        "arch": arch,
+        "classes": classes,
+        "mean": mean,
+        "std": std,
+        "weights": weights,
+        "data": data,
+        "val_samples": val_samples,
+        "loss_fn": loss_fn,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "device": device,
+        "steps": steps,
+        "state": state,
+        "card": lambda metrics, output="logits": make_card(config, classes, mean, std, metrics, output),
+    }
+    return run_epochs(ctx, on_progress, should_cancel)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the training options to ``parser`` (used by ``aerialseg train`` too)."""
+    d = TrainConfig(out_dir="")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, history, curves); re-run to resume")
+    parser.add_argument("--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder"))
+    parser.add_argument("--data", default="", help="data set root (dubai, landcoverai, potsdam)")
+    parser.add_argument(
+        "--train-split",
+        default=",".join(d.train_split),
+        help="Dubai tiles (1,2,3), Potsdam tile ids (2_10,2_11) or LandCover.ai split name",
+    )
+    parser.add_argument("--val-split", default=",".join(d.val_split))
+    for name in ("images", "masks", "val-images", "val-masks"):
+        parser.add_argument(f"--{name}", default="", help="folder data set: folder of same-named rasters")
+    parser.add_argument("--class-names", default="", help="folder data set: comma-separated class names, id order")
+    parser.add_argument("--scale", type=float, default=d.scale, help="resample all data by this factor")
+    parser.add_argument("--tile-scales", default="", help="per-tile factors, e.g. 7=0.55 (Dubai tile 7)")
+    parser.add_argument("--name", default=d.name)
+    parser.add_argument("--arch", default=d.arch, choices=ARCHITECTURES)
+    parser.add_argument("--encoder", default=d.encoder)
+    parser.add_argument("--encoder-depth", type=int, default=d.encoder_depth)
+    parser.add_argument("--decoder-channels", default=",".join(map(str, d.decoder_channels)))
+    for name in (
+        "chip",
+        "batch-size",
+        "chips-per-epoch",
+        "epochs",
+        "patience",
+        "seed",
+        "val-tile",
+        "tile-size",
+        "overlap",
+        "num-workers",
+        "threads",
+    ):
+        parser.add_argument(f"--{name}", type=int, default=getattr(d, name.replace("-", "_")))
+    for name in ("lr", "weight-decay", "brightness", "contrast"):
+        parser.add_argument(f"--{name}", type=float, default=getattr(d, name.replace("-", "_")))
+    parser.add_argument("--scale-jitter", default=",".join(map(str, d.scale_jitter)), help="min,max zoom")
+    parser.add_argument("--scheduler", default=d.scheduler, choices=("onecycle", "cosine"))
+    parser.add_argument("--loss", default=d.loss, choices=LOSS_NAMES)
+    parser.add_argument("--class-weighting", default=d.class_weighting, choices=("none", "inverse", "inverse_sqrt"))
+    parser.add_argument("--mean", default="", help="per-band mean of value/255 (default: measured)")
+    parser.add_argument("--std", default="")
+    parser.add_argument("--gsd", type=float, default=None, help="ground sample distance trained at, metres")
+    for name in ("licence", "training-data", "description"):
+        parser.add_argument(f"--{name}", default="")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build a TrainConfig from parsed command-line options."""
+    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())
+    floats = lambda s: tuple(float(x) for x in split(s))
+    try:
+        scales = tuple((k, float(v)) for k, v in (p.split("=") for p in split(args.tile_scales)))
+        return TrainConfig(
+            out_dir=args.out,
+            dataset=args.dataset,
+            data_root=args.data,
+            train_split=split(args.train_split),
+            val_split=split(args.val_split),
+            images=args.images,
+            masks=args.masks,
+            val_images=args.val_images,
+            val_masks=args.val_masks,
+            class_names=split(args.class_names),
+            scale=args.scale,
+            tile_scales=scales,
+            name=args.name,
+            arch=args.arch,
+            encoder=args.encoder,
+            encoder_depth=args.encoder_depth,
+            decoder_channels=tuple(int(x) for x in split(args.decoder_channels)),
+            chip=args.chip,
+            batch_size=args.batch_size,
+            chips_per_epoch=args.chips_per_epoch,
+            epochs=args.epochs,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            scheduler=args.scheduler,
+            loss=args.loss,
+            class_weighting=args.class_weighting,
+            scale_jitter=floats(args.scale_jitter),  # type: ignore[arg-type]
+            brightness=args.brightness,
+            contrast=args.contrast,
+            mean=floats(args.mean),
+            std=floats(args.std),
+            patience=args.patience,
+            seed=args.seed,
+            val_tile=args.val_tile,
+            gsd_m=args.gsd,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            licence=args.licence,
+            training_data=args.training_data,
+            description=args.description,
+            max_minutes=args.max_minutes,
+            num_workers=args.num_workers,
+            threads=args.threads,
+            device=args.device,
+            progress=not args.no_progress and getattr(args, "progress", "auto") in ("auto", "bar"),
+        )
+    except ValueError as e:
+        raise InputError(f"invalid training option: {e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run training from parsed options; returns 0 (AerialSegError propagates to the caller)."""
+    result = train(config_from_args(args))
+    print(format_scores(result["best"]) if result.get("best") else "no validation result")
+    print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m aerialseg.train``."""
+    parser = argparse.ArgumentParser(prog="aerialseg train", description="Train a land-cover segmentation model.")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return run(parser.parse_args(argv))
+    except AerialSegError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""ONNX export of a real (tiny, trained) checkpoint: card inside, softmax included, ORT == PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from aerialseg.card import read_card
+from aerialseg.errors import ModelError
+from aerialseg.export import export_onnx
+from aerialseg.train import TrainConfig, build_model, train
+from trainkit import make_dubai
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and tests may share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = make_dubai(root / "dubai", tiles=(1, 2), parts=1, size=(64, 64))
+    config = TrainConfig(
+        out_dir=str(root / "run"),
+        data_root=str(data),
+        train_split=("1",),
+        val_split=("2",),
+        encoder_depth=3,
+        decoder_channels=(16, 8, 8),
+        chip=64,
+        batch_size=4,
+        chips_per_epoch=4,
+        epochs=1,
+        progress=False,
+        threads=1,
+        gsd_m=2.0,
+        name="tiny",
+        licence="CC0-1.0",
+        training_data="tiny Dubai copy",
+    )
+    train(config)
+    return root / "run" / "best.pt"
+
+
+def test_export_writes_probabilities_model_with_card(checkpoint, tmp_path):
+    out = tmp_path / "models" / "tiny.onnx"
+    card = export_onnx(checkpoint, out, card_updates={"description": "test model"})
+    assert out.is_file() and not list(out.parent.glob(".*partial"))
+    read = read_card(out)
+    assert read == card and read.output == "probabilities" and read.description == "test model"
+    assert read.licence == "CC0-1.0" and read.training_data == "tiny Dubai copy" and read.gsd_m == 2.0
+    assert "miou" in read.metrics["validation"]
+    model = onnx.load(str(out))
+    assert model.opset_import[0].version == 17
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == [
+        "probabilities"
+    ]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["model_type"] == '"Segmentor"' and meta["tile_size"] == "512"
+
+
+def test_onnx_runtime_matches_pytorch_at_other_sizes(checkpoint, tmp_path):
+    out = tmp_path / "tiny.onnx"
+    export_onnx(checkpoint, out)
+    ckpt = torch.load(checkpoint, weights_only=False)
+    net = build_model(ckpt["arch"])
+    net.load_state_dict(ckpt["state_dict"])
+    x = np.random.default_rng(1).standard_normal((3, 3, 96, 160)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(net.eval()(torch.from_numpy(x)), 1).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert got.shape == (3, 5, 96, 160)
+    assert np.allclose(got.sum(1), 1.0, atol=1e-5)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_failed_parity_check_leaves_no_file(checkpoint, tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ModelError, match="disagree"):
+        export_onnx(checkpoint, out, atol=-1.0)  # no difference can be below a negative tolerance
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_not_a_checkpoint_is_model_error(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"state_dict": {}}, bad)
+    with pytest.raises(ModelError, match="not an AerialSeg training checkpoint"):
+        export_onnx(bad, tmp_path / "x.onnx")
+    (tmp_path / "y.pt").write_text("nope")
+    with pytest.raises(ModelError):
+        export_onnx(tmp_path / "y.pt", tmp_path / "y.onnx")

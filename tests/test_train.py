@@ -1,0 +1,183 @@
+"""Real (tiny) training: the loss goes down, files are written, interrupted runs resume exactly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aerialseg import datasets as ds
+from aerialseg.card import ModelCard
+from aerialseg.errors import InputError
+from aerialseg.losses import build_loss
+from aerialseg.train import TrainConfig, add_arguments, build_model, config_from_args, train
+from aerialseg.training_io import predict_logits
+from trainkit import make_dubai, make_folder
+
+TINY = {
+    "encoder": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": (16, 8, 8),
+    "chip": 64,
+    "batch_size": 4,
+    "chips_per_epoch": 8,
+    "lr": 3e-3,
+    "threads": 1,
+    "progress": False,
+    "val_tile": 128,
+    "gsd_m": 2.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and tests may share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dubai(tmp_path_factory):
+    return make_dubai(tmp_path_factory.mktemp("dubai"), tiles=(1, 2, 3), parts=2, size=(96, 96))
+
+
+def test_build_model_returns_logits_and_drops_unused_stages():
+    arch = {
+        "name": "unet",
+        "encoder": "resnet18",
+        "encoder_depth": 3,
+        "in_channels": 3,
+        "classes": 5,
+        "decoder_channels": [16, 8, 8],
+    }
+    net = build_model(arch).eval()
+    assert not hasattr(net.encoder, "layer3") and not hasattr(net.encoder, "layer4")
+    out = net(torch.randn(2, 3, 64, 96))
+    assert out.shape == (2, 5, 64, 96) and not torch.allclose(out.sum(1), torch.ones(1))
+    deeplab = build_model({"name": "deeplabv3plus", "encoder": "resnet18", "encoder_depth": 5, "classes": 3})
+    assert deeplab.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    with pytest.raises(InputError):
+        build_model({"name": "fcn", "encoder": "resnet18", "classes": 3})
+
+
+def test_a_few_real_steps_lower_the_loss(dubai):
+    torch.manual_seed(0)
+    samples = ds.dubai_samples(dubai, [1, 2])
+    data = ds.ChipDataset(samples, 5, chip=64, length=4, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0)
+    x = torch.stack([data[i][0] for i in range(4)])
+    y = torch.stack([data[i][1] for i in range(4)])
+    net = build_model(
+        {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "classes": 5, "decoder_channels": [16, 8, 8]}
+    )
+    loss_fn, opt = build_loss("ce+dice", [1.0] * 5), torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_predict_logits_tiles_cover_the_image():
+    net = torch.nn.Conv2d(3, 2, 1)
+    image = torch.randn(3, 70, 150)
+    with torch.no_grad():
+        tiled = predict_logits(net, image, tile=64, overlap=16)
+        whole = net(image[None])[0]
+    assert tiled.shape == (2, 70, 150) and torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_train_writes_checkpoints_history_and_curves(dubai, tmp_path):
+    config = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        data_root=str(dubai),
+        train_split=("1", "2"),
+        val_split=("3",),
+        epochs=2,
+        name="tiny",
+        licence="CC0-1.0",
+        **TINY,
+    )
+    result = train(config)
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "history.csv", "history.json", "curves.png", "config.json"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and 0 <= history[-1]["miou"] <= 1
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    assert {"arch", "card", "state_dict", "optimizer", "scheduler", "epoch"} <= set(ckpt)
+    card = ModelCard.from_dict(ckpt["card"])
+    assert card.class_names == ["building", "land", "road", "vegetation", "water"] and card.gsd_m == 2.0
+    assert card.metrics["validation"]["miou"] == pytest.approx(result["best"]["miou"], abs=1e-4)
+    assert len((run / "history.csv").read_text().splitlines()) == 3
+
+
+def test_resume_after_interruption_gives_the_same_run(dubai, tmp_path):
+    common = dict(data_root=str(dubai), train_split=("1",), val_split=("2",), epochs=3, **TINY)
+    train(TrainConfig(out_dir=str(tmp_path / "full"), **common))
+    interrupted = TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common)  # stops after 1 epoch
+    train(interrupted)
+    assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
+    train(TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common))
+    train(TrainConfig(out_dir=str(tmp_path / "cut"), **common))
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert [h["epoch"] for h in cut["history"]] == [1, 2, 3]
+    assert [h["train_loss"] for h in cut["history"]] == pytest.approx([h["train_loss"] for h in full["history"]])
+    for key, value in full["state_dict"].items():
+        assert torch.allclose(value.float(), cut["state_dict"][key].float(), atol=1e-5), key
+    with pytest.raises(InputError, match="other settings"):
+        train(TrainConfig(out_dir=str(tmp_path / "cut"), **{**common, "lr": 1e-2}))
+
+
+def test_folder_dataset_and_command_line_options(tmp_path):
+    root = make_folder(tmp_path / "data", names=("a", "b", "c"))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--out",
+            str(tmp_path / "run"),
+            "--dataset",
+            "folder",
+            "--images",
+            str(root / "images"),
+            "--masks",
+            str(root / "masks"),
+            "--val-images",
+            str(root / "images"),
+            "--val-masks",
+            str(root / "masks"),
+            "--class-names",
+            "a,b,c",
+            "--encoder-depth",
+            "3",
+            "--decoder-channels",
+            "16,8,8",
+            "--chip",
+            "32",
+            "--batch-size",
+            "4",
+            "--chips-per-epoch",
+            "4",
+            "--epochs",
+            "1",
+            "--tile-scales",
+            "7=0.5",
+            "--no-progress",
+            "--val-tile",
+            "64",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.class_names == ("a", "b", "c") and config.tile_scales == (("7", 0.5),)
+    result = train(config)
+    assert result["best"]["per_class"].keys() == {"a", "b", "c"}
+    assert np.isfinite(result["history"][0]["train_loss"])
