@@ -34,7 +34,8 @@ def mosaic_vrt(source: Path, size: int, pixel: float | None) -> str:
                     f'<DstRect xOff="{x0}" yOff="{y0}" xSize="{cw}" ySize="{ch}"/></SimpleSource>'
                 )
         ci = ("Red", "Green", "Blue")[b - 1]
-        bands.append(f'<VRTRasterBand dataType="Byte" band="{b}"><ColorInterp>{ci}</ColorInterp>{"".join(sources)}</VRTRasterBand>')
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{b}"><ColorInterp>{ci}</ColorInterp>'
+                     f'{"".join(sources)}</VRTRasterBand>')
     return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{escape(crs)}</SRS>'
             f'<GeoTransform>{t.c}, {px}, 0, {t.f}, 0, {-px}</GeoTransform>{"".join(bands)}</VRTDataset>')
 

@@ -36,7 +36,9 @@ def test_output_is_on_the_input_grid_and_styled(rgb_tif, colour_model, tmp_path)
 
 
 @pytest.mark.parametrize("tile,overlap,block", [(64, 16, 48), (64, 0, 2048), (96, 32, 128), (128, 64, 64)])
-def test_pointwise_model_gives_the_same_raster_whatever_the_tiling(rgb_tif, colour_model, tmp_path, tile, overlap, block):
+def test_pointwise_model_gives_the_same_raster_whatever_the_tiling(
+    rgb_tif, colour_model, tmp_path, tile, overlap, block
+):
     out = classify(rgb_tif, tmp_path / "lc.tif", colour_model, tile_size=tile, overlap=overlap, block_size=block)
     np.testing.assert_array_equal(read_band(out), expected_classes(rasterio.open(rgb_tif).read()))
 
@@ -66,7 +68,8 @@ def test_blending_leaves_no_seams(tmp_path, conv_model):
 def test_tta_of_an_equivariant_model_changes_nothing(rgb_tif, colour_model, conv_model, tmp_path):
     base = read_band(classify(rgb_tif, tmp_path / "a.tif", colour_model))
     for mode in ("flip", "d4"):
-        np.testing.assert_array_equal(read_band(classify(rgb_tif, tmp_path / f"{mode}.tif", colour_model, tta=mode)), base)
+        out = classify(rgb_tif, tmp_path / f"{mode}.tif", colour_model, tta=mode)
+        np.testing.assert_array_equal(read_band(out), base)
     conv = read_band(classify(rgb_tif, tmp_path / "c.tif", conv_model, tta="d4"))
     assert set(np.unique(conv)) <= {0, 1, 2}
 
@@ -142,7 +145,8 @@ def test_uint16_and_multiband_inputs(tmp_path, colour_model):
     wide = write_raster(tmp_path / "u16w.tif", img.astype(np.uint16) * 16)  # 12-bit data: stretched
     assert (read_band(classify(wide, tmp_path / "b.tif", colour_model)) == ref).mean() > 0.9
     nir = np.concatenate([img, np.full((1, 200, 200), 77, np.uint8)])  # RGBN: the model takes bands 1-3
-    np.testing.assert_array_equal(read_band(classify(write_raster(tmp_path / "rgbn.tif", nir), tmp_path / "c.tif", colour_model)), ref)
+    rgbn = write_raster(tmp_path / "rgbn.tif", nir)
+    np.testing.assert_array_equal(read_band(classify(rgbn, tmp_path / "c.tif", colour_model)), ref)
 
 
 def test_single_band_input_for_an_rgb_model_is_refused(tmp_path, colour_model):

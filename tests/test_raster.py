@@ -20,8 +20,18 @@ from rasterio.windows import Window
 from aerialseg.card import NODATA_CLASS
 from aerialseg.errors import OutputError, RasterError
 from aerialseg.raster import (
-    CLASS_TABLE_TAG, ClassRasterWriter, TileReader, check_bands, check_output, data_bands, ground_pixel_size,
-    is_georeferenced, normalisation, open_raster, read_class_table, working_grid,
+    CLASS_TABLE_TAG,
+    ClassRasterWriter,
+    TileReader,
+    check_bands,
+    check_output,
+    data_bands,
+    ground_pixel_size,
+    is_georeferenced,
+    normalisation,
+    open_raster,
+    read_class_table,
+    working_grid,
 )
 from conftest import RASTERS, scene, write_raster
 from tinymodels import colour_card
@@ -360,19 +370,24 @@ def _classes(h: int, w: int) -> np.ndarray:
 def test_writer_without_commit_leaves_nothing(tmp_path, rgb_tif):
     before = _listing(tmp_path)
     card = colour_card()
-    with rasterio.open(rgb_tif) as like:
-        with ClassRasterWriter(tmp_path / "lc.tif", like, card, confidence=tmp_path / "conf.tif") as w:
-            assert _listing(tmp_path) != before  # the hidden work folder exists while writing
-            w.write(Window(0, 0, 500, 300), _classes(300, 500), np.full((300, 500), 80, np.uint8))
+    with (
+        rasterio.open(rgb_tif) as like,
+        ClassRasterWriter(tmp_path / "lc.tif", like, card, confidence=tmp_path / "conf.tif") as w,
+    ):
+        assert _listing(tmp_path) != before  # the hidden work folder exists while writing
+        w.write(Window(0, 0, 500, 300), _classes(300, 500), np.full((300, 500), 80, np.uint8))
     assert _listing(tmp_path) == before
 
 
 def test_writer_error_inside_the_block_leaves_nothing(tmp_path, rgb_tif):
     before = _listing(tmp_path)
-    with rasterio.open(rgb_tif) as like, pytest.raises(RuntimeError, match="boom"):
-        with ClassRasterWriter(tmp_path / "lc.tif", like, colour_card()) as w:
-            w.write(Window(0, 0, 500, 300), _classes(300, 500))
-            raise RuntimeError("boom")
+    with (
+        rasterio.open(rgb_tif) as like,
+        pytest.raises(RuntimeError, match="boom"),
+        ClassRasterWriter(tmp_path / "lc.tif", like, colour_card()) as w,
+    ):
+        w.write(Window(0, 0, 500, 300), _classes(300, 500))
+        raise RuntimeError("boom")
     assert _listing(tmp_path) == before
 
 

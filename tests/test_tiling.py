@@ -126,7 +126,9 @@ def test_blend_weights_without_overlap_are_all_ones():
     np.testing.assert_array_equal(blend_weights(32, 0), np.ones((32, 32), np.float32))
 
 
-@pytest.mark.parametrize("height,width,tile,overlap", [(300, 500, 64, 16), (256, 256, 64, 32), (100, 70, 64, 8), (40, 40, 64, 16)])
+@pytest.mark.parametrize(
+    "height,width,tile,overlap", [(300, 500, 64, 16), (256, 256, 64, 32), (100, 70, 64, 8), (40, 40, 64, 16)]
+)
 def test_border_aware_weights_sum_to_one_over_the_whole_raster(height, width, tile, overlap):
     """Sides facing the raster's border keep full weight, so every pixel's weights sum to exactly 1."""
     from aerialseg.tiling import tile_borders

@@ -6,25 +6,11 @@ The public verbs are :func:`classify` (orthophoto -> class raster) and :func:`ve
 
 from aerialseg.card import ClassInfo, ModelCard, read_card
 from aerialseg.errors import AerialSegError, Cancelled, InputError, ModelError, OutputError, RasterError
+from aerialseg.predict import classify
+from aerialseg.runtime import load_model
+from aerialseg.vectorize import vectorize  # binds the function over the submodule of the same name
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):  # lazy: keep `import aerialseg` light (no onnxruntime until needed)
-    if name == "classify":
-        from aerialseg.predict import classify
-
-        return classify
-    if name == "vectorize":  # the module has the function's name: bind the function, not the module
-        from aerialseg.vectorize import vectorize
-
-        globals()["vectorize"] = vectorize
-        return vectorize
-    if name == "load_model":
-        from aerialseg.runtime import load_model
-
-        return load_model
-    raise AttributeError(name)
 
 
 __all__ = [

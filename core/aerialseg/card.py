@@ -185,7 +185,8 @@ def _from_deepness(meta: Mapping[str, str], source: str, n_channels: int | None)
         values = {k: json.loads(v) for k, v in meta.items() if k in _DEEPNESS_KEYS}
         model_type = values.get("model_type", "Segmentor")
         if model_type != "Segmentor":
-            raise ModelError(f"{source} is a Deepness '{model_type}' model; only segmentation models can classify land cover")
+            raise ModelError(f"{source} is a Deepness '{model_type}' model; "
+                             "only segmentation models can classify land cover")
         names = values["class_names"]
         if isinstance(names, str):  # some tools store the dict as a Python literal string
             names = json.loads(names.replace("'", '"'))

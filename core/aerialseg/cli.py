@@ -16,10 +16,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aerialseg import __version__
 from aerialseg.errors import AerialSegError, Cancelled, OutputError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("aerialseg")
 # Subcommands implemented in their own modules (imported only when used: they need torch).
@@ -68,7 +71,8 @@ class Reporter:
     def __init__(self, mode: str, verbose: bool = False) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "none"
-        self.mode, self._bar, self._stage, self._started = mode, None, "", time.monotonic()
+        self.mode, self._stage, self._started = mode, "", time.monotonic()
+        self._bar: tqdm | None = None
         handler = _JsonLogHandler(self) if mode == "json" else _TqdmLogHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.handlers[:] = [handler]
@@ -186,6 +190,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     folder.mkdir(exist_ok=True)
     stem = Path(args.input).stem
     raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
+    existed = {p: p.exists() for p in (raster, *_sidecars(raster))}
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
         classify(args.input, raster, args.model, **_classify_options(args), confidence=None,
@@ -193,11 +198,18 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
                   on_progress=rep.progress("vectorize", "block"))
     except BaseException:
+        for path in (raster, *_sidecars(raster)):  # this run wrote them (or would have refused to)
+            if not existed.get(path):
+                path.unlink(missing_ok=True)
         if created and not any(folder.iterdir()):
             folder.rmdir()  # a failed run leaves no trace
         raise
     rep.result(output_raster=raster, output_vector=gpkg)
     return 0
+
+
+def _sidecars(raster: Path) -> tuple[Path, Path]:
+    return raster.with_suffix(".qml"), Path(f"{raster}.aux.xml")
 
 
 def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:
@@ -322,7 +334,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="where the model runs: CUDA GPU if one works (auto), or force cpu/cuda")
     p.add_argument("--tile-size", type=int, help="model input tile in pixels (default: the model card's)")
     p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: the model card's)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default: 4)")
+    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
                    help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
     p.add_argument("--no-resample", action="store_true",

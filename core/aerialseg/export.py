@@ -72,6 +72,8 @@ def export_onnx(
         net.load_state_dict(ckpt["state_dict"])
     except KeyError as e:
         raise ModelError(f"{checkpoint} is not an AerialSeg training checkpoint (no {e})") from None
+    except (RuntimeError, ValueError, TypeError) as e:  # weights that do not fit the architecture
+        raise ModelError(f"{checkpoint}: the weights do not fit its architecture ({str(e).splitlines()[0]})") from None
     model = _WithSoftmax(net).eval()
     out = Path(onnx_path)
     tmp = out.with_name(f".{out.name}.partial")

@@ -60,7 +60,7 @@ class FocalLoss(nn.Module):
 
 
 class DiceLoss(nn.Module):
-    """Soft multi-class Dice loss, ``1 - mean_k dice_k`` over classes present in prediction or target."""
+    """Soft multi-class Dice loss, ``1 - mean_k dice_k`` over the classes present in the target."""
 
     def __init__(self, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> None:
         super().__init__()

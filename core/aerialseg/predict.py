@@ -9,6 +9,7 @@ in; its classes are mapped back onto the input grid and written. Memory is bound
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from rasterio.windows import Window
@@ -24,7 +26,14 @@ from rasterio.windows import Window
 from aerialseg.card import NODATA_CLASS
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
-    ClassRasterWriter, TileReader, WorkingGrid, check_bands, check_output, normalisation, open_raster, read_valid_mask,
+    ClassRasterWriter,
+    TileReader,
+    WorkingGrid,
+    check_bands,
+    check_output,
+    normalisation,
+    open_raster,
+    read_valid_mask,
     working_grid,
 )
 from aerialseg.runtime import Model, load_model
@@ -44,7 +53,7 @@ def classify(
     device: str = "auto",
     tile_size: int | None = None,
     overlap: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     tta: str = "none",
     resample: bool = True,
     confidence: str | Path | None = None,
@@ -63,7 +72,8 @@ def classify(
         device: "auto" (CUDA if it works, else CPU), "cpu" or "cuda".
         tile_size: model input size in working pixels (default: the model card's).
         overlap: pixels shared by neighbouring tiles (default: the card's), at most tile_size / 2.
-        batch_size: tiles per model call.
+        batch_size: tiles per model call (default: 1 on the CPU, where larger batches only cost memory;
+            8 on a GPU).
         tta: test-time augmentation: "none", "flip" (4 flips) or "d4" (flips and rotations, 8x).
         resample: resample the input to the model's ground resolution (True) or use it as it is.
         confidence: optional path of a per-pixel confidence raster (uint8 percent).
@@ -78,20 +88,21 @@ def classify(
     """
     if tta not in TTA_MODES:
         raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, got '{tta}'")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
     started = time.perf_counter()
     with open_raster(input) as ds:
-        net = model if hasattr(model, "predict") else load_model(model, device, threads)  # type: ignore[arg-type]
+        net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
         tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
         check_bands(ds, net.card, input)
         grid = working_grid(ds, net.card, resample)
         gain, offset = normalisation(ds, net.card)
         tiles = TileGrid.create(grid.height, grid.width, tile, ov, block_size)
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False))
-        batches = _prefetched(lambda: _tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch_size))
+        batch = batch_size or (8 if net.device == "cuda" else 1)
+        batches = _prefetched(lambda: _tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch))
         with ClassRasterWriter(out, ds, net.card, conf) as writer:
             for block, classes, confidence_pct in run.blocks(batches):
                 _write_block(writer, ds, grid, tiles, block, classes, confidence_pct)
@@ -171,6 +182,7 @@ class _Run:
                     yield current, *self._finish(current, sums)
                 current, sums = batch.block, self._start(batch.block)
             if batch.images is not None:
+                assert sums is not None  # started with the first batch's block
                 self._add(sums, batch.block, batch.tiles, _predict(self.net, batch.images, self.tta))
             self.predicted += len(batch.tiles)
             self.skipped += batch.skipped
@@ -216,7 +228,7 @@ def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
     if tta == "none":
         return net.predict(images)
     ks = range(4) if tta == "d4" else (0, 2)
-    total = None
+    total: np.ndarray | None = None
     for k in ks:
         for flip in (False, True):
             x = np.rot90(images, k, axes=(2, 3))
@@ -225,6 +237,7 @@ def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
             p = p[..., ::-1] if flip else p
             p = np.rot90(p, -k, axes=(2, 3))
             total = p if total is None else total + p
+    assert total is not None  # ks is never empty
     return total / (2 * len(ks))
 
 
@@ -242,7 +255,8 @@ def _write_block(writer: ClassRasterWriter, ds, grid: WorkingGrid, tiles: TileGr
         classes, confidence = classes[np.ix_(iy, ix)], confidence[np.ix_(iy, ix)]
     valid = read_valid_mask(ds, window)
     classes = np.where(valid, classes, NODATA_CLASS).astype(np.uint8)
-    writer.write(window, classes, np.where(valid & (classes != NODATA_CLASS), confidence, NODATA_CLASS).astype(np.uint8))
+    writer.write(window, classes,
+                 np.where(valid & (classes != NODATA_CLASS), confidence, NODATA_CLASS).astype(np.uint8))
 
 
 def _input_span(w0: int, w1: int, scale: float, n_input: int, n_work: int) -> tuple[int, int]:
@@ -287,10 +301,8 @@ def _prefetched(make: Callable[[], Iterator[_Batch]], depth: int = 2) -> Iterato
     finally:
         stop.set()
         while thread.is_alive():  # unblock a worker waiting to put its last item
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()
 
 

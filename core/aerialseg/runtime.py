@@ -144,7 +144,8 @@ def _choose_providers(available: list[str], device: str) -> tuple[list[str], str
         return ["CPUExecutionProvider"], "CPU requested"
     if "CUDAExecutionProvider" not in available:
         if device == "cuda":
-            raise ModelError("device 'cuda' requested but this onnxruntime has no CUDA provider; install onnxruntime-gpu")
+            raise ModelError("device 'cuda' requested but this onnxruntime has no CUDA provider; "
+                             "install onnxruntime-gpu")
         return ["CPUExecutionProvider"], "this onnxruntime build has no CUDA provider"
     if not gpu_present() and device == "auto":
         return ["CPUExecutionProvider"], "no NVIDIA GPU found"

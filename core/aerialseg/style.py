@@ -6,7 +6,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
 
-_QML_HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.22.0\" styleCategories=\"AllStyleCategories\">\n"
+_QML_HEAD = (
+    "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+    "<qgis version=\"3.22.0\" styleCategories=\"AllStyleCategories\">\n"
+)
 
 
 def colormap(card: ModelCard) -> dict[int, tuple[int, int, int, int]]:
@@ -28,11 +31,13 @@ def category_aux_xml(card: ModelCard) -> str:
 def raster_qml(card: ModelCard) -> str:
     """A QGIS paletted-renderer style with the class colours and names."""
     entries = "".join(
-        f"        <paletteEntry value=\"{c.id}\" color=\"{c.color.lower()}\" label={quoteattr(c.name)} alpha=\"255\"/>\n"
+        f"        <paletteEntry value=\"{c.id}\" color=\"{c.color.lower()}\" "
+        f"label={quoteattr(c.name)} alpha=\"255\"/>\n"
         for c in card.classes
     )
     return (
-        f"{_QML_HEAD}  <pipe>\n    <rasterrenderer type=\"paletted\" band=\"1\" opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n"
+        f"{_QML_HEAD}  <pipe>\n"
+        "    <rasterrenderer type=\"paletted\" band=\"1\" opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n"
         f"      <rasterTransparency/>\n      <colorPalette>\n{entries}      </colorPalette>\n"
         "    </rasterrenderer>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n"
     )
@@ -41,7 +46,9 @@ def raster_qml(card: ModelCard) -> str:
 def confidence_qml() -> str:
     """A QGIS greyscale style for a 0-100 % confidence raster."""
     return (
-        f"{_QML_HEAD}  <pipe>\n    <rasterrenderer type=\"singlebandgray\" grayBand=\"1\" gradient=\"BlackToWhite\" opacity=\"1\" alphaBand=\"-1\">\n"
+        f"{_QML_HEAD}  <pipe>\n"
+        "    <rasterrenderer type=\"singlebandgray\" grayBand=\"1\" gradient=\"BlackToWhite\" "
+        "opacity=\"1\" alphaBand=\"-1\">\n"
         "      <contrastEnhancement><minValue>0</minValue><maxValue>100</maxValue>"
         "<algorithm>StretchToMinimumMaximum</algorithm></contrastEnhancement>\n"
         "    </rasterrenderer>\n  </pipe>\n</qgis>\n"

@@ -1,4 +1,7 @@
-"""The epoch loop of :mod:`aerialseg.train`: validation on whole images, checkpoints, history (CSV, JSON), curves (PNG)."""
+"""The epoch loop of :mod:`aerialseg.train`.
+
+Validation on whole images, checkpoints, history (CSV, JSON), curves (PNG).
+"""
 
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ def validate(
     s = torch.tensor(std, device=device)[:, None, None] * 255
     for sample in samples:
         image, _ = ds.load_pair(sample, num_classes)
-        mask = ds.read_mask(sample.mask, sample.colours, num_classes)
+        mask = ds.read_mask(sample.mask, sample.colours, num_classes, window=sample.window)
         x = (torch.from_numpy(np.asarray(image, np.float32)).to(device) - m) / s
         with torch.autocast("cuda", enabled=device == "cuda"):
             logits = predict_logits(model, x, tile)
@@ -236,7 +239,7 @@ def run_epochs(
                 "confusion_matrix": s["confusion_matrix"],
             }
             history.append(row)
-            improved = (s["miou"] or 0.0) > best["miou"]
+            improved = s["miou"] is not None and s["miou"] > best["miou"]  # None: nothing labelled
             best = (
                 {"miou": s["miou"], "epoch": epoch + 1, "scores": s, "stale": 0}
                 if improved
@@ -258,7 +261,7 @@ def run_epochs(
                 row["seconds"],
             )
             if on_progress is not None:
-                on_progress(100.0 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}: mIoU {s['miou']:.4f}")
+                on_progress(100.0 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}: mIoU {s['miou'] or 0:.4f}")
             if config.max_minutes is not None and time.time() - t0 > 60 * config.max_minutes:
                 log.info("time budget of %s min used; re-run the same command to resume", config.max_minutes)
                 break

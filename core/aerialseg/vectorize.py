@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pyogrio
 import pyogrio.errors
@@ -289,6 +288,8 @@ class _Writer:
             self._write(cls, f.metres_to_crs(metric), shapely.area(metric))
 
     def _write(self, cls: ClassInfo, geoms: np.ndarray, areas: np.ndarray) -> None:
+        import geopandas as gpd  # imported when first needed: it is slow to import
+
         df = gpd.GeoDataFrame({"class_id": np.full(len(geoms), cls.id, np.int32),
                                "class_name": np.full(len(geoms), cls.name, object),
                                "area_m2": np.asarray(areas, float)}, geometry=gpd.GeoSeries(geoms), crs=self.crs)
