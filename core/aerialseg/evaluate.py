@@ -22,7 +22,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aerialseg import datasets as ds
-from aerialseg.errors import AerialSegError, InputError, OutputError, RasterError
+from aerialseg.errors import InputError, OutputError, RasterError
 from aerialseg.metrics import confusion_matrix, format_scores, scores
 
 NODATA_CLASS = 255
@@ -210,14 +210,10 @@ def _write_outputs(result: dict[str, Any], json_path: str, png_path: str) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.evaluate``."""
-    parser = argparse.ArgumentParser(prog="aerialseg evaluate", description="Score a classified raster.")
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except AerialSegError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    """``python -m aerialseg.evaluate``: the same as ``aerialseg evaluate``."""
+    from aerialseg.cli import main as cli_main
+
+    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aerialseg.card import ModelCard, write_card
-from aerialseg.errors import AerialSegError, ModelError, OutputError
+from aerialseg.errors import ModelError, OutputError
 
 OPSET = 17
 
@@ -158,14 +158,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.export``."""
-    parser = argparse.ArgumentParser(prog="aerialseg export", description="Export a checkpoint to ONNX with its card.")
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except AerialSegError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    """``python -m aerialseg.export``: the same as ``aerialseg export``."""
+    from aerialseg.cli import main as cli_main
+
+    return cli_main(["export", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

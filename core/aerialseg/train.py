@@ -28,7 +28,7 @@ from torch import nn
 
 from aerialseg import datasets as ds
 from aerialseg.card import ClassInfo, ModelCard
-from aerialseg.errors import AerialSegError, InputError
+from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
 from aerialseg.training_io import load_checkpoint
@@ -429,15 +429,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.train``."""
-    parser = argparse.ArgumentParser(prog="aerialseg train", description="Train a land-cover segmentation model.")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        return run(parser.parse_args(argv))
-    except AerialSegError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    """``python -m aerialseg.train``: the same as ``aerialseg train``."""
+    from aerialseg.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
