@@ -97,3 +97,25 @@ def test_not_a_checkpoint_is_model_error(tmp_path):
     (tmp_path / "y.pt").write_text("nope")
     with pytest.raises(ModelError):
         export_onnx(tmp_path / "y.pt", tmp_path / "y.onnx")
+
+
+def test_checkpoint_and_its_onnx_export_classify_alike(checkpoint, tmp_path):
+    """A PyTorch checkpoint runs through `classify` too, and agrees with its ONNX export."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    import aerialseg
+
+    onnx_path = tmp_path / "tiny.onnx"
+    export_onnx(checkpoint, onnx_path)
+    img = np.random.default_rng(3).integers(0, 256, size=(3, 96, 80), dtype=np.uint8)
+    src = tmp_path / "in.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=80, height=96, count=3, dtype="uint8", crs="EPSG:32640",
+                       transform=from_origin(300000, 2800000, 2.0, 2.0)) as ds:
+        ds.write(img)
+    model = aerialseg.load_model(checkpoint, device="cpu")
+    assert type(model).__name__ == "TorchModel" and model.card.name == "tiny"
+    by_torch = aerialseg.classify(src, tmp_path / "torch.tif", model, tile_size=64, overlap=16)
+    by_onnx = aerialseg.classify(src, tmp_path / "onnx.tif", onnx_path, tile_size=64, overlap=16)
+    with rasterio.open(by_torch) as a, rasterio.open(by_onnx) as b:
+        assert (a.read(1) == b.read(1)).mean() > 0.999
