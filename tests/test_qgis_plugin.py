@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -63,7 +63,8 @@ def plugin_zip(tmp_path_factory) -> Path:
 def profile(tmp_path_factory, plugin_zip) -> dict[str, str]:
     """Environment of a fresh QGIS profile with the zipped plugin installed and enabled (as Install from ZIP does)."""
     if not QGIS_PROCESS or not Path(QGIS_PYTHON).is_file():
-        pytest.fail("QGIS is not installed (no qgis_process / QGIS Python): run `bash setup.sh test`, which installs it")
+        pytest.fail("QGIS is not installed (no qgis_process / QGIS Python): run `bash setup.sh test`, which "
+                    "installs it")
     if not ENGINE.is_file():
         pytest.fail(f"the engine is not installed at {ENGINE}: run `bash setup.sh`")
     config = tmp_path_factory.mktemp("qgis")
@@ -80,7 +81,8 @@ def qgis_process(env: dict[str, str], *args: str, json_out: bool = True, timeout
     command = [QGIS_PROCESS, *(["--json"] if json_out else []), *args]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
@@ -251,8 +253,8 @@ def test_processing_extent_is_honoured_on_the_input_grid(profile, colour_model, 
 
 
 def test_processing_extent_outside_the_input_is_refused(profile, colour_model, scene_tif, tmp_path):
-    message = run_fails(profile, "classify", f"INPUT={scene_tif}", f"MODEL={colour_model}", f"OUTPUT={tmp_path / 'x.tif'}",
-                        "EXTENT=0,10,0,10 [EPSG:32633]")
+    message = run_fails(profile, "classify", f"INPUT={scene_tif}", f"MODEL={colour_model}",
+                        f"OUTPUT={tmp_path / 'x.tif'}", "EXTENT=0,10,0,10 [EPSG:32633]")
     assert "does not overlap" in message and not (tmp_path / "x.tif").exists()
 
 
@@ -298,8 +300,8 @@ for layer in QgsProject.instance().mapLayers().values():
         style = [layer.renderer().symbol().color().name(), layer.featureCount()]
     layers.append([layer.source(), layer.renderer().type(), style])
 foreign = [m for m in ("aerialseg", "torch", "onnxruntime", "rasterio", "pyogrio", "shapely") if m in sys.modules]
-print(json.dumps({"plain": plain, "loaded": loaded, "foreign": foreign, "layers": {layer.name(): rest for layer, rest in zip(
-    QgsProject.instance().mapLayers().values(), layers)}}))
+names = [layer.name() for layer in QgsProject.instance().mapLayers().values()]
+print(json.dumps({"plain": plain, "loaded": loaded, "foreign": foreign, "layers": dict(zip(names, layers))}))
 """
     raster, gpkg = tmp_path / "lc.tif", tmp_path / "f.gpkg"
     out = qgis_python(profile, script, str(scene_tif), str(colour_model), str(raster), str(gpkg))
@@ -340,10 +342,11 @@ def corrupt_tif(data) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["no model file", "unknown model", "png output", "shapefile output", "not a class raster",
-                                  "unknown class", "corrupt input", "too few bands", "output is input", "bad report"])
-def test_bad_input_gives_a_readable_error_and_no_output(case, profile, colour_model, scene_tif, classes_tif, corrupt_tif,
-                                                        data, tmp_path):
+@pytest.mark.parametrize("case", ["no model file", "unknown model", "png output", "shapefile output",
+                                  "not a class raster", "unknown class", "corrupt input", "too few bands",
+                                  "output is input", "bad report"])
+def test_bad_input_gives_a_readable_error_and_no_output(case, profile, colour_model, scene_tif, classes_tif,
+                                                        corrupt_tif, data, tmp_path):
     out = tmp_path / "out.tif"
     grey = write_raster(data / "grey.tif", scene(40, 60)[:1])
     algorithm, params, expected = {
@@ -353,10 +356,12 @@ def test_bad_input_gives_a_readable_error_and_no_output(case, profile, colour_mo
                           "AerialSeg: unknown model 'no-such-model'"),
         "png output": ("classify", [f"INPUT={scene_tif}", f"MODEL={colour_model}", f"OUTPUT={tmp_path / 'out.png'}"],
                        "ending in .tif"),
-        "shapefile output": ("vectorize", [f"INPUT={classes_tif}", f"OUTPUT={tmp_path / 'out.shp'}"], "ending in .gpkg"),
+        "shapefile output": ("vectorize", [f"INPUT={classes_tif}", f"OUTPUT={tmp_path / 'out.shp'}"],
+                             "ending in .gpkg"),
         "not a class raster": ("vectorize", [f"INPUT={scene_tif}", f"OUTPUT={tmp_path / 'out.gpkg'}"],
                                "is not a class raster"),
-        "unknown class": ("vectorize", [f"INPUT={classes_tif}", "CLASSES=building,roads", f"OUTPUT={tmp_path / 'o.gpkg'}"],
+        "unknown class": ("vectorize", [f"INPUT={classes_tif}", "CLASSES=building,roads",
+                                        f"OUTPUT={tmp_path / 'o.gpkg'}"],
                           "AerialSeg: unknown class 'roads'; available classes: building, water, land"),
         "corrupt input": ("classify", [f"INPUT={corrupt_tif}", f"MODEL={colour_model}", f"OUTPUT={out}"],
                           "Could not load source layer for INPUT"),
@@ -412,7 +417,8 @@ try:
     error = None
 except QgsProcessingException as e:
     error = str(e)
-print(json.dumps({"error": error, "progress": state.get("progress"), "stopped_after_s": time.monotonic() - state["at"]}))
+print(json.dumps({"error": error, "progress": state.get("progress"),
+                  "stopped_after_s": time.monotonic() - state["at"]}))
 """
     out = tmp_path / "cancelled" / "lc.tif"
     result = qgis_python(profile, script, str(big_tif), str(colour_model), str(out))

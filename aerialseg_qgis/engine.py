@@ -1,0 +1,283 @@
+"""Find the AerialSeg engine and run its command line out of process.
+
+QGIS's own Python never imports the engine (nor numpy 2, torch, onnxruntime or a second GDAL): the
+plugin starts ``aerialseg <command> ... --progress json`` in the engine's own Python environment,
+the way QGIS's GDAL, GRASS and OTB providers run their tools, and turns the JSON lines the engine
+prints (``progress``, ``log``, ``result``, ``error``) into ``QgsProcessingFeedback`` calls.
+"""
+
+import collections
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from qgis.core import QgsProcessingException, QgsSettings
+
+ENV_VAR = "AERIALSEG_ENGINE"
+SETTING_NAME = "AERIALSEG_ENGINE"
+SETTING_KEY = "Processing/Configuration/" + SETTING_NAME
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the repository, when the plugin is (linked) inside it
+_BIN, _EXE = ("Scripts", "aerialseg.exe") if os.name == "nt" else ("bin", "aerialseg")
+# QGIS's environment describes QGIS's Python and GDAL; the engine brings its own.
+_FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "GDAL_DATA", "GDAL_DRIVER_PATH",
+                "PROJ_LIB", "PROJ_DATA")
+CANCELLED = "Cancelled: the AerialSeg engine was stopped before it finished and removed its partial outputs."
+STOP_GRACE_S = 2.0  # after SIGTERM the engine removes its partial outputs; then it is killed
+
+INSTALL_HELP = (
+    "Install the engine once, outside QGIS, in its own Python environment: clone the AerialSeg repository and "
+    "run 'bash setup.sh' there (it creates .venv/bin/aerialseg), or run 'python3 -m venv ~/aerialseg-env && "
+    "~/aerialseg-env/bin/pip install /path/to/aerialseg'. Then set Settings > Options > Processing > Providers > "
+    "AerialSeg > 'AerialSeg engine' to that aerialseg program (or set the environment variable AERIALSEG_ENGINE). "
+    "Do not pip-install it into QGIS's own Python."
+)
+
+
+class EngineNotFound(QgsProcessingException):
+    """The ``aerialseg`` program could not be found or is not usable."""
+
+
+def configured_engine() -> str:
+    """The engine location from the provider setting ('' when not set)."""
+    value = QgsSettings().value(SETTING_KEY, "")
+    return str(value or "").strip()
+
+
+def find_engine() -> Path:
+    """The ``aerialseg`` program: $AERIALSEG_ENGINE, the provider setting, this repository's .venv, the PATH.
+
+    A location that is given explicitly (environment or setting) but is wrong is an error, never
+    silently skipped. Each location may be the program itself or a folder holding bin/aerialseg or
+    .venv/bin/aerialseg (Scripts\\aerialseg.exe on Windows).
+    """
+    setting = "the AerialSeg engine setting (Settings > Options > Processing > Providers)"
+    for value, origin in ((os.environ.get(ENV_VAR, "").strip(), f"the environment variable {ENV_VAR}"),
+                          (configured_engine(), setting)):
+        if value:
+            found = _program_in(Path(value).expanduser())
+            if found is None:
+                raise EngineNotFound(f"AerialSeg engine not found: {origin} is '{value}', which is not the aerialseg "
+                                     f"program nor a folder with {_BIN}/{_EXE}. {INSTALL_HELP}")
+            return found
+    found = _program_in(REPO_ROOT / ".venv" / _BIN / _EXE)
+    on_path = shutil.which("aerialseg")
+    if found is None and on_path:
+        found = Path(on_path)
+    if found is None:
+        raise EngineNotFound(f"AerialSeg engine not found (looked at ${ENV_VAR}, the provider setting, "
+                             f"{REPO_ROOT / '.venv' / _BIN / _EXE} and the PATH). {INSTALL_HELP}")
+    return found
+
+
+def _program_in(path: Path) -> "Path | None":
+    for candidate in (path, path / _BIN / _EXE, path / ".venv" / _BIN / _EXE):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.absolute()
+    return None
+
+
+def engine_python(engine: Path) -> "Path | None":
+    """The Python interpreter the engine runs in: from the launcher's #! line (pip's forms), or next to it."""
+    try:
+        with open(engine, "rb") as f:
+            head = f.read(1000).decode("utf-8", "replace").splitlines()[:2]
+    except OSError:
+        head = []
+    if head and head[0].startswith("#!"):
+        words = head[0][2:].split()
+        if words and Path(words[0]).name == "env" and len(words) > 1:  # #!/usr/bin/env python3
+            found = shutil.which(words[1])
+            return Path(found) if found else None
+        if words and Path(words[0]).name in ("sh", "bash") and len(head) > 1 and head[1].startswith("'''exec'"):
+            words = head[1].split()[1:]  # pip's launcher for long paths: '''exec' /long/path/python "$0" "$@"
+        if words and "python" in Path(words[0]).name:
+            return Path(words[0])
+    for name in ("python.exe", "python3", "python"):
+        if (engine.parent / name).is_file():
+            return engine.parent / name
+    return None
+
+
+def engine_environment() -> dict:
+    """The environment for the engine: ours without QGIS's Python and GDAL settings."""
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    env.update(PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+    return env
+
+
+def start(command: list, **kwargs) -> subprocess.Popen:
+    """Start a command with the engine's environment (pipes for its output, no console window on Windows).
+
+    If QGIS or qgis_process dies, the engine's next progress line hits the closed pipe and it stops, removing its
+    partial outputs, as on a cancel. (No parent-death signal on top: a signal landing during that clean-up would
+    interrupt it.)
+    """
+    options = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   encoding="utf-8", errors="replace", env=engine_environment())
+    if os.name == "nt":
+        options["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    options.update(kwargs)
+    return subprocess.Popen(command, **options)
+
+
+def run_json(args: list, timeout: float = 60.0) -> object:
+    """Run a quick engine command that prints JSON (``models --json``) and return the parsed output."""
+    engine = find_engine()
+    proc = start([str(engine), *map(str, args)])
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise QgsProcessingException(f"AerialSeg: '{engine} {' '.join(map(str, args))}' did not answer in "
+                                     f"{timeout:g} s") from None
+    if proc.returncode != 0:
+        raise QgsProcessingException(f"AerialSeg: {_last_error(err) or f'{engine} failed (status {proc.returncode})'}")
+    return json.loads(out)
+
+
+def run_engine(args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
+    """Run ``aerialseg <args> --progress json``, reporting into ``feedback``; return the engine's result.
+
+    Progress maps onto ``span`` (percent of the algorithm's bar); ``progress_pattern`` (a regex with
+    two groups, done and total) also reads progress from log lines. Cancelling ``feedback`` terminates
+    the engine (it removes its partial outputs), kills it if it has not stopped after two seconds, and
+    raises QgsProcessingException; so does an engine error, with the engine's one-line message.
+    """
+    return run_command([str(find_engine()), *map(str, args), "--progress", "json"], feedback, span, progress_pattern)
+
+
+def run_command(command: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
+    """Run an engine command line (see run_engine) and return its JSON result ({} if it prints none)."""
+    command = [str(c) for c in command]
+    feedback.pushCommandInfo(subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command))
+    return _Run(command, feedback, span, progress_pattern).wait()
+
+
+class _Run:
+    """One engine process: reader threads feed a queue that the calling thread drains."""
+
+    def __init__(self, command: list, feedback, span: tuple, progress_pattern: str = "") -> None:
+        self.feedback, self.span = feedback, span
+        self.pattern = re.compile(progress_pattern) if progress_pattern else None
+        self.result, self.error, self._text_step = {}, "", None
+        self.stderr = collections.deque(maxlen=40)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        try:
+            self.proc = start(command)
+        except OSError as e:
+            raise EngineNotFound(f"AerialSeg: cannot start the engine {command[0]}: {e}. {INSTALL_HELP}") from None
+        self._readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _pump(stream, put) -> None:
+        for line in stream:
+            put(line.rstrip("\r\n"))
+        put(None)
+
+    def wait(self) -> dict:
+        while True:
+            if self.feedback.isCanceled():
+                self.stop()
+                raise QgsProcessingException(CANCELLED)
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self._handle(line)
+        while self.proc.poll() is None:  # stdout closed; the process is exiting
+            if self.feedback.isCanceled():
+                self.stop()
+                raise QgsProcessingException(CANCELLED)
+            time.sleep(0.05)
+        self._close()
+        if self.proc.returncode != 0:
+            message = (self.error or _last_error(self.stderr)
+                       or f"the engine failed with exit status {self.proc.returncode}")
+            raise QgsProcessingException(f"AerialSeg: {message}")
+        return self.result
+
+    def stop(self) -> None:
+        """Terminate the engine (it cleans up), kill it if it is still running after STOP_GRACE_S."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close()
+        self.feedback.pushWarning("AerialSeg engine stopped.")
+
+    def _close(self) -> None:
+        """Let the readers drain what the exited process left in its pipes, then close them."""
+        for reader, stream in zip(self._readers, (self.proc.stdout, self.proc.stderr)):
+            reader.join(timeout=2)
+            if not reader.is_alive():
+                stream.close()
+
+    def _handle(self, line: str) -> None:
+        try:
+            msg = json.loads(line)
+            kind = msg.get("type")
+        except (ValueError, AttributeError):
+            if line.strip():
+                self.feedback.pushConsoleInfo(line)
+            return
+        if kind == "progress":
+            self._progress(msg)
+        elif kind == "log":
+            message = str(msg.get("message", ""))
+            self._log(str(msg.get("level", "INFO")).upper(), message)
+            match = self.pattern.search(message) if self.pattern else None
+            if match:
+                done, total = int(match.group(1)), max(int(match.group(2)), 1)
+                self._progress({"done": done, "total": total, "percent": 100.0 * done / total})
+        elif kind == "result":
+            self.result = {k: v for k, v in msg.items() if k != "type"}
+        elif kind == "error":
+            self.error = str(msg.get("message", ""))
+
+    def _progress(self, msg: dict) -> None:
+        start, end = self.span
+        percent = min(max(float(msg.get("percent") or 0.0), 0.0), 100.0)
+        self.feedback.setProgress(start + (end - start) * percent / 100.0)
+        step = (msg.get("stage"), int(percent // 10))  # a progress text per stage and per 10 %, with the ETA
+        if step != self._text_step:
+            self._text_step = step
+            eta, stage, unit = msg.get("eta_s"), msg.get("stage") or "", msg.get("unit") or ""
+            left = f", about {eta:.0f} s left" if isinstance(eta, (int, float)) and percent < 100 else ""
+            self.feedback.setProgressText(f"{stage + ': ' if stage else ''}{percent:.0f} % ({msg.get('done')}/"
+                                          f"{msg.get('total')}{' ' + unit + 's' if unit else ''}){left}")
+
+    def _log(self, level: str, message: str) -> None:
+        if level in ("ERROR", "CRITICAL"):
+            self.feedback.reportError(message, False)
+        elif level == "WARNING":
+            self.feedback.pushWarning(message)
+        elif level == "DEBUG":
+            self.feedback.pushDebugInfo(message)
+        else:
+            self.feedback.pushInfo(message)
+
+
+def _last_error(lines) -> str:
+    """The engine's one-line error from its stderr (``aerialseg: error: ...``), else the last line."""
+    text = [ln.strip() for ln in (lines.splitlines() if isinstance(lines, str) else lines) if ln and ln.strip()]
+    for ln in reversed(text):
+        for prefix in ("aerialseg: error:", "error:"):
+            if ln.startswith(prefix):
+                return ln[len(prefix):].strip()
+    return text[-1] if text else ""

@@ -1,0 +1,184 @@
+"""Layers in and out: raster layers as files the engine can read, outputs that open styled in QGIS."""
+
+import contextlib
+import math
+import re
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsRasterBlockFeedback,
+    QgsRasterDataProvider,
+    QgsRasterFileWriter,
+    QgsRasterLayer,
+    QgsRasterPipe,
+    QgsVectorLayer,
+)
+
+RASTER_EXTENSIONS = (".tif", ".tiff")
+
+
+def raster_source(layer: QgsRasterLayer, rect, context: QgsProcessingContext, feedback) -> str:
+    """A GDAL dataset name the engine can read for ``layer``, clipped to ``rect`` (layer CRS) unless None.
+
+    GDAL layers are passed as they are (or as a VRT carrying their open options); layers of other
+    providers with a pixel grid (virtual rasters, PostGIS rasters, ...) are exported to a temporary
+    GeoTIFF; web map and tile layers (WMS, WMTS, XYZ, ArcGIS MapServer) have no grid and are refused.
+    """
+    if layer.providerType() != "gdal":
+        return _export_layer(layer, rect, context, feedback)
+    source = _gdal_name(layer)
+    return _clip(source, layer, rect, feedback) if rect is not None else source
+
+
+def output_error(path: str, extensions: tuple) -> str:
+    """Why AerialSeg cannot write ``path`` ('' if it can): a plain file with one of ``extensions``."""
+    kind = "a GeoTIFF (.tif)" if extensions == RASTER_EXTENSIONS else "a GeoPackage (.gpkg), one layer per class"
+    if "|" in path or re.match(r"^[A-Za-z][\w+-]+:", path):  # a provider URI (memory:, ogr:, postgres:), not a file
+        return f"AerialSeg writes {kind} to a file; choose a file name instead of '{path}'."
+    if Path(path).suffix.lower() not in extensions:
+        return f"AerialSeg writes {kind}; choose a file name ending in {extensions[0]} instead of '{path}'."
+    return ""
+
+
+def _label(layer: QgsRasterLayer) -> str:
+    """A layer's name for messages (layers opened from a URI in qgis_process have none)."""
+    return f"layer '{layer.name()}'" if layer.name() else f"layer {layer.source()[:120]}"
+
+
+def _gdal_name(layer: QgsRasterLayer) -> str:
+    """The GDAL dataset name of a GDAL-provider layer (a VRT when the layer has GDAL open options)."""
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
+    options = parts.get("openOptions") or []
+    name = layer.source().split("|", 1)[0]
+    if not options:
+        return name
+    from osgeo import gdal
+
+    vrt = QgsProcessingUtils.generateTempFilename("input.vrt")
+    if gdal.Translate(vrt, gdal.OpenEx(name, gdal.OF_RASTER, open_options=options), format="VRT") is None:
+        raise QgsProcessingException(f"Cannot read {_label(layer)} with GDAL: {gdal.GetLastErrorMsg()}")
+    return vrt
+
+
+def _clip(source: str, layer: QgsRasterLayer, rect, feedback) -> str:
+    """A VRT of the input pixels covering ``rect`` (in the layer's CRS), on the input's own pixel grid."""
+    from osgeo import gdal
+
+    ds = gdal.Open(source)
+    if ds is None:
+        raise QgsProcessingException(f"Cannot read {_label(layer)} with GDAL: {gdal.GetLastErrorMsg()}")
+    gt = ds.GetGeoTransform(can_return_null=True)
+    if gt is None or gt[2] or gt[4]:
+        raise QgsProcessingException(f"Cannot apply the processing extent: {_label(layer)} has no north-up "
+                                     "georeferencing; leave the extent empty.")
+    inv = gdal.InvGeoTransform(gt)
+    xs, ys = zip(*(gdal.ApplyGeoTransform(inv, x, y) for x in (rect.xMinimum(), rect.xMaximum())
+                   for y in (rect.yMinimum(), rect.yMaximum())))
+    x0, x1 = max(0, math.floor(min(xs) + 1e-6)), min(ds.RasterXSize, math.ceil(max(xs) - 1e-6))
+    y0, y1 = max(0, math.floor(min(ys) + 1e-6)), min(ds.RasterYSize, math.ceil(max(ys) - 1e-6))
+    if x1 <= x0 or y1 <= y0:
+        raise QgsProcessingException(f"The processing extent does not overlap {_label(layer)}; choose an extent "
+                                     "inside the input or leave it empty.")
+    if (x0, y0, x1, y1) == (0, 0, ds.RasterXSize, ds.RasterYSize):
+        return source
+    vrt = QgsProcessingUtils.generateTempFilename("input_extent.vrt")
+    if gdal.Translate(vrt, ds, format="VRT", srcWin=[x0, y0, x1 - x0, y1 - y0]) is None:
+        raise QgsProcessingException(f"Cannot clip {_label(layer)} to the extent: {gdal.GetLastErrorMsg()}")
+    feedback.pushInfo(f"Processing extent: input pixels {x0}-{x1} x {y0}-{y1} "
+                      f"({x1 - x0} x {y1 - y0} of {ds.RasterXSize} x {ds.RasterYSize}).")
+    return vrt
+
+
+def _export_layer(layer: QgsRasterLayer, rect, context: QgsProcessingContext, feedback) -> str:
+    """Write a non-GDAL raster layer with a pixel grid to a temporary GeoTIFF; refuse web map and tile layers."""
+    provider = layer.dataProvider()
+    if not (provider.capabilities() & QgsRasterDataProvider.Size) or provider.xSize() <= 0:
+        raise QgsProcessingException(
+            f"AerialSeg cannot read {_label(layer)}: it is a '{layer.providerType()}' layer (a web map or tile "
+            "service) with no pixel grid of its own. Save the area you need as a GeoTIFF at the resolution you want "
+            "(right-click the layer > Export > Save As..., or Raster > Conversion > Translate) and classify that file.")
+    extent = layer.extent() if rect is None else rect.intersect(layer.extent())
+    if extent.isEmpty():
+        raise QgsProcessingException(f"The processing extent does not overlap {_label(layer)}.")
+    cols = max(1, round(extent.width() / layer.rasterUnitsPerPixelX()))
+    rows = max(1, round(extent.height() / layer.rasterUnitsPerPixelY()))
+    path = QgsProcessingUtils.generateTempFilename("input.tif")
+    feedback.pushInfo(f"Exporting the '{layer.providerType()}' layer {_label(layer)} ({cols} x {rows} px) to {path}")
+    pipe = QgsRasterPipe()
+    pipe.set(provider.clone())
+    writer = QgsRasterFileWriter(path)
+    writer.setCreateOptions(["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+    block_feedback = QgsRasterBlockFeedback()
+    feedback.canceled.connect(block_feedback.cancel)
+    error = writer.writeRaster(pipe, cols, rows, extent, layer.crs(), context.transformContext(), block_feedback)
+    if error != QgsRasterFileWriter.NoError or feedback.isCanceled():
+        raise QgsProcessingException(f"Could not export {_label(layer)} to a temporary GeoTIFF (error {int(error)}).")
+    return path
+
+
+# ---------------------------------------------------------------- styled outputs
+
+
+class _StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Applies the style the engine wrote when QGIS loads an output: <raster>.qml, the GeoPackage's layer_styles."""
+
+    def postProcessLayer(self, layer, context, feedback) -> None:
+        if isinstance(layer, QgsRasterLayer):
+            qml = Path(layer.source().split("|", 1)[0]).with_suffix(".qml")
+            if qml.is_file():
+                layer.loadNamedStyle(str(qml))
+        elif isinstance(layer, QgsVectorLayer):
+            layer.loadDefaultStyle()
+        layer.triggerRepaint()
+
+
+_post_processors = []  # QGIS takes (and deletes) each one; Python keeps its wrapper until then
+
+
+def _style_on_load() -> _StyleOnLoad:
+    """A new post-processor for one layer (the context deletes each it was given, so they are never shared)."""
+    _post_processors.append(_StyleOnLoad())
+    return _post_processors[-1]
+
+
+def style_raster_on_load(context: QgsProcessingContext, path: str) -> None:
+    """Load the engine's .qml when QGIS opens the raster output (dialog, processing.runAndLoadResults)."""
+    if path and context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(_style_on_load())
+
+
+def load_gpkg_layers(context: QgsProcessingContext, gpkg: str) -> list:
+    """Open every class layer of the GeoPackage output (not only the first), each with its stored style.
+
+    Returns the layer names. The output value stays the GeoPackage path.
+    """
+    from osgeo import ogr
+
+    ds = ogr.Open(gpkg)
+    names = [] if ds is None else [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())
+                                    if ds.GetLayer(i).GetGeomType() != ogr.wkbNone]
+    ds = None
+    if not context.willLoadLayerOnCompletion(gpkg):
+        return names
+    layers = context.layersToLoadOnCompletion()
+    details = layers.pop(gpkg)
+    for name in names:
+        one = QgsProcessingContext.LayerDetails(name, details.project, details.outputName,
+                                                QgsProcessingUtils.LayerHint.Vector)
+        one.forceName = True
+        one.setPostProcessor(_style_on_load())
+        layers[f"{gpkg}|layername={name}"] = one
+    context.setLayersToLoadOnCompletion(layers)
+    return names
+
+
+def remove_raster_outputs(path: str) -> None:
+    """Remove a class raster this run wrote, with its sidecars (used when a later step of map fails)."""
+    for p in (Path(path), Path(path).with_suffix(".qml"), Path(path + ".aux.xml")):
+        with contextlib.suppress(OSError):
+            p.unlink()

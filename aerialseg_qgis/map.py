@@ -1,0 +1,43 @@
+"""aerialseg:map: classify and vectorise in one step (OUTPUT_RASTER, OUTPUT_VECTOR)."""
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .base import AerialSegAlgorithm, tr
+from .layers import RASTER_EXTENSIONS, load_gpkg_layers, remove_raster_outputs, style_raster_on_load
+
+CLASSIFY_SHARE = 85.0  # percent of the progress bar for classify; vectorize takes the rest
+
+
+class MapAlgorithm(AerialSegAlgorithm):
+    NAME, DISPLAY, ICON = "map", "Map land cover (classify and vectorise)", "map.svg"
+    HELP = ("Classify land cover and Vectorise classes in one step: an orthophoto in, a styled class raster "
+            "and a GeoPackage of building, road and water polygons (or the classes you choose) out.\n\n"
+            "If the run fails or is cancelled, neither output is left behind.")
+
+    def initAlgorithm(self, config=None):
+        self.add_model_parameters()
+        self.add_vector_parameters()
+        self.add(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", tr("Land-cover classes")),
+                 "The class raster to write (GeoTIFF, .tif).")
+        self.add(QgsProcessingParameterVectorDestination("OUTPUT_VECTOR", tr("Polygons")),
+                 "The GeoPackage (.gpkg) to write, one polygon layer per class.")
+
+    def processAlgorithm(self, parameters, context, feedback):
+        source = self.input_raster(parameters, "INPUT", context, feedback, extent_param="EXTENT")
+        raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
+        gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
+        vector_args = self.vector_args(parameters, context)  # bad values fail before the long part
+        self.engine(["classify", source, raster, *self.model_args(parameters, context), "--overwrite"], feedback,
+                    (0.0, CLASSIFY_SHARE))
+        try:
+            self.engine(["vectorize", raster, gpkg, *vector_args, "--overwrite"], feedback, (CLASSIFY_SHARE, 100.0))
+        except QgsProcessingException:
+            remove_raster_outputs(raster)
+            raise
+        style_raster_on_load(context, raster)
+        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg)))
+        return {"OUTPUT_RASTER": raster, "OUTPUT_VECTOR": gpkg}

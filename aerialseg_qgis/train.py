@@ -1,0 +1,247 @@
+"""aerialseg:train: image + mask raster (or labelled polygons) -> an ONNX model with its card.
+
+The plugin lays the data out as the engine's folder data set inside the run folder: the image and its
+mask (warped onto the image grid, or rasterised from the polygons) as VRTs, the bottom part of the
+image held out for validation. Then ``aerialseg train`` trains (resumable: re-run with the same run
+folder and options to continue) and the engine's exporter writes the best epoch as ONNX with its card.
+"""
+
+import shlex
+from pathlib import Path
+
+from qgis.core import (
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+    QgsProcessingUtils,
+    QgsUnitTypes,
+    QgsVectorFileWriter,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+try:
+    INT_TYPE = QVariant.Int  # QGIS 3 on Qt 5
+except AttributeError:  # Qt 6 builds
+    from qgis.PyQt.QtCore import QMetaType
+
+    INT_TYPE = QMetaType.Type.Int
+
+from . import engine as eng
+from .base import DEVICES, AerialSegAlgorithm, given, tr
+
+ARCHITECTURES = ("unet", "deeplabv3plus")
+UNLABELLED = (("The first class (e.g. background)", 0), ("Ignored (not learnt from)", 255))
+
+
+class TrainAlgorithm(AerialSegAlgorithm):
+    NAME, DISPLAY, GROUP, ICON = "train", "Train a model", "models", "train.svg"
+    HELP = ("Trains a land-cover segmentation model (U-Net or DeepLabV3+, from scratch) on an image and its "
+            "labels, and writes it as an ONNX model with its model card (classes, colours, bands, "
+            "normalisation, ground resolution, validation scores), ready for Classify land cover.\n\n"
+            "Labels are a mask raster of class ids (0, 1, 2 ... in the order of Class names; 255 = not labelled), "
+            "or a polygon layer with a class field (ids or class names). The bottom part of the image is held "
+            "out for validation. Training needs the engine's training extras (PyTorch); a GPU makes it much "
+            "faster. Re-running with the same run folder and options resumes an interrupted run.")
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer("INPUT", tr("Training image")),
+                 "The image to learn from (3 bands, e.g. an RGB orthophoto).")
+        self.add(QgsProcessingParameterRasterLayer("MASK", tr("Mask raster (class ids)"), optional=True),
+                 "Class id of each pixel (0 = first class; 255 or ids beyond the classes = not labelled); warped "
+                 "onto the image grid. Give this or Label polygons.")
+        self.add(QgsProcessingParameterVectorLayer("LABELS", tr("Label polygons"), [QgsProcessing.TypeVectorPolygon],
+                                                   optional=True),
+                 "Polygons of the classes, instead of a mask raster; rasterised onto the image grid.")
+        self.add(QgsProcessingParameterField("LABEL_FIELD", tr("Class field"), parentLayerParameterName="LABELS",
+                                             optional=True),
+                 "The field of Label polygons holding each polygon's class: an id (0, 1, ...) or a class name.")
+        self.add(QgsProcessingParameterEnum("UNLABELLED", tr("Pixels outside the polygons"),
+                                            [tr(t) for t, _ in UNLABELLED], defaultValue=0),
+                 "With Label polygons: 0 they belong to the first class, 1 they are ignored.")
+        self.add(QgsProcessingParameterString("CLASS_NAMES", tr("Class names (id order)"),
+                                              defaultValue="background,building,road,water"),
+                 "Comma-separated class names; the first is id 0.")
+        self.add(QgsProcessingParameterString("MODEL_NAME", tr("Model name"), defaultValue="my-model"),
+                 "The name in the model card.")
+        self.add(QgsProcessingParameterNumber("EPOCHS", tr("Epochs"), QgsProcessingParameterNumber.Integer,
+                                              defaultValue=30, minValue=1),
+                 "Training passes (each over Chips per epoch random chips); training stops earlier when the "
+                 "validation score stops improving.")
+        self.add(QgsProcessingParameterNumber("VALIDATION", tr("Validation share (%)"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=5,
+                                              maxValue=50),
+                 "Percentage of the image rows, at the bottom, held out to score the model after each epoch.")
+        self.add(QgsProcessingParameterEnum("DEVICE", tr("Device"), [tr(d) for d, _ in DEVICES], defaultValue=0),
+                 "Where training runs: 0 automatic (the CUDA GPU when PyTorch sees one), 1 CPU, 2 GPU.")
+        self.add(QgsProcessingParameterEnum("ARCH", tr("Architecture"), list(ARCHITECTURES), defaultValue=0),
+                 "0 U-Net, 1 DeepLabV3+.", advanced=True)
+        self.add(QgsProcessingParameterString("ENCODER", tr("Encoder"), defaultValue="resnet18"),
+                 "The encoder network (a segmentation-models-pytorch encoder name).", advanced=True)
+        for name, label, default, minimum, help_text in (
+                ("CHIP", "Chip size (pixels)", 256, 32, "Side of the random training chips (a multiple of 32)."),
+                ("BATCH_SIZE", "Batch size (chips)", 8, 1, "Chips per training step."),
+                ("CHIPS_PER_EPOCH", "Chips per epoch", 480, 1, "Random chips drawn per epoch.")):
+            self.add(QgsProcessingParameterNumber(name, tr(label), QgsProcessingParameterNumber.Integer,
+                                                  defaultValue=default, minValue=minimum), help_text, advanced=True)
+        self.add(QgsProcessingParameterNumber("MAX_MINUTES", tr("Time limit (minutes)"),
+                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0),
+                 "Stop after this long (re-run with the same run folder to continue). Empty: no limit.", advanced=True)
+        self.add(QgsProcessingParameterString("EXTRA", tr("Additional engine options"), defaultValue="", optional=True),
+                 "More 'aerialseg train' options, e.g. --lr 0.001 --loss focal+dice --encoder-depth 4 (see "
+                 "aerialseg train --help).", advanced=True)
+        self.add(QgsProcessingParameterFileDestination("OUTPUT", tr("Model"), fileFilter="ONNX models (*.onnx)"),
+                 "The ONNX model to write (with its model card inside).")
+        self.add(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", tr("Run folder"), optional=True,
+                                                         createByDefault=False),
+                 "Where the run keeps its data set, checkpoints, per-epoch history and training curves. Give a "
+                 "folder to keep them and to resume an interrupted run; empty: a temporary folder.")
+        self.addOutput(QgsProcessingOutputNumber("MIOU", tr("Validation mean IoU")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        if Path(output).suffix.lower() != ".onnx":
+            raise QgsProcessingException(f"Model: choose a file name ending in .onnx instead of '{output}'.")
+        names = [n.strip() for n in self.parameterAsString(parameters, "CLASS_NAMES", context).split(",") if n.strip()]
+        if len(names) < 2:
+            raise QgsProcessingException("Class names: give at least two comma-separated class names, in id order.")
+        name = self.parameterAsString(parameters, "MODEL_NAME", context) or "my-model"
+        run = Path(self.parameterAsString(parameters, "OUTPUT_FOLDER", context) or
+                   QgsProcessingUtils.generateTempFilename("training_run"))
+        image = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if image is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, "INPUT"))
+        source = self.input_raster(parameters, "INPUT", context, feedback)
+        mask = self._mask(parameters, context, feedback, source, image, names, run / "data")
+        data = _split(source, mask, run / "data", self.parameterAsInt(parameters, "VALIDATION", context))
+        args = ["train", "--dataset", "folder", "--images", data / "images", "--masks", data / "masks",
+                "--val-images", data / "val_images", "--val-masks", data / "val_masks",
+                "--class-names", ",".join(names),
+                "--out", run / "run", "--name", name,
+                "--epochs", self.parameterAsInt(parameters, "EPOCHS", context),
+                "--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][1],
+                "--arch", ARCHITECTURES[self.parameterAsEnum(parameters, "ARCH", context)],
+                "--encoder", self.parameterAsString(parameters, "ENCODER", context) or "resnet18",
+                "--chip", self.parameterAsInt(parameters, "CHIP", context),
+                "--batch-size", self.parameterAsInt(parameters, "BATCH_SIZE", context),
+                "--chips-per-epoch", self.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context), "--no-progress"]
+        gsd = _ground_resolution(image)
+        if gsd:
+            args += ["--gsd", repr(gsd)]
+        if given(parameters, "MAX_MINUTES"):
+            args += ["--max-minutes", repr(self.parameterAsDouble(parameters, "MAX_MINUTES", context))]
+        args += shlex.split(self.parameterAsString(parameters, "EXTRA", context) or "")
+        self.engine(args, feedback, (0.0, 95.0), progress_pattern=r"\bepoch (\d+)/(\d+)\b")
+        best = run / "run" / "best.pt"
+        if not best.is_file():
+            raise QgsProcessingException(f"AerialSeg: training finished without a checkpoint in {best.parent}.")
+        python = eng.engine_python(eng.find_engine())
+        if python is None:
+            raise QgsProcessingException(f"AerialSeg: cannot find the engine's Python interpreter. {eng.INSTALL_HELP}")
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        eng.run_command([python, "-m", "aerialseg.export", best, output, "--name", name], feedback, (95.0, 100.0))
+        card = eng.run_json(["info", output, "--json"])
+        miou = (card.get("metrics") or {}).get("validation", {}).get("miou") if isinstance(card, dict) else None
+        feedback.pushInfo(f"model: {output} ({', '.join(names)}); validation mIoU {miou}")
+        return {"OUTPUT": output, "OUTPUT_FOLDER": str(run), "MIOU": miou}
+
+    def _mask(self, parameters, context, feedback, source: str, image, names: list, data: Path) -> str:
+        """The labels as a raster on the image grid: the mask warped, or the polygons rasterised."""
+        from osgeo import gdal
+
+        data.mkdir(parents=True, exist_ok=True)
+        ds = gdal.Open(source)
+        if ds is None:
+            raise QgsProcessingException(f"Cannot read the training image {source}: {gdal.GetLastErrorMsg()}")
+        gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
+        bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
+        if given(parameters, "MASK"):
+            mask = self.input_raster(parameters, "MASK", context, feedback)
+            out = str(data / "mask.vrt")
+            if gdal.Warp(out, mask, format="VRT", outputBounds=bounds, width=w, height=h,
+                         dstSRS=ds.GetProjection() or None, resampleAlg="near") is None:
+                raise QgsProcessingException(f"Cannot put the mask on the image grid: {gdal.GetLastErrorMsg()}")
+            return out
+        if not given(parameters, "LABELS"):
+            raise QgsProcessingException("Give the labels: a Mask raster (class ids) or Label polygons with a Class "
+                                         "field.")
+        polygons = self._label_polygons(parameters, context, image, names, data)
+        out = str(data / "mask.tif")
+        background = UNLABELLED[self.parameterAsEnum(parameters, "UNLABELLED", context)][1]
+        if gdal.Rasterize(out, polygons, format="GTiff", outputType=gdal.GDT_Byte, initValues=[background],
+                          attribute="class_id", outputBounds=bounds, width=w, height=h, outputSRS=ds.GetProjection(),
+                          creationOptions=["COMPRESS=DEFLATE", "TILED=YES"]) is None:
+            raise QgsProcessingException(f"Cannot rasterise the label polygons: {gdal.GetLastErrorMsg()}")
+        return out
+
+    def _label_polygons(self, parameters, context, image, names: list, data: Path) -> str:
+        """The label polygons in the image's CRS with an integer class_id, as a GeoPackage."""
+        layer = self.parameterAsVectorLayer(parameters, "LABELS", context)
+        field = self.parameterAsString(parameters, "LABEL_FIELD", context)
+        if layer is None or not field:
+            raise QgsProcessingException("Label polygons need a Class field (class ids or class names).")
+        fields = QgsFields()
+        fields.append(QgsField("class_id", INT_TYPE))
+        path = str(data / "labels.gpkg")
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = "GPKG"
+        writer = QgsVectorFileWriter.create(path, fields, QgsWkbTypes.MultiPolygon, image.crs(),
+                                            context.transformContext(), options)
+        transform = QgsCoordinateTransform(layer.crs(), image.crs(), context.transformContext())
+        lookup = {n.lower(): i for i, n in enumerate(names)}
+        unknown = set()
+        for feature in layer.getFeatures(QgsFeatureRequest().setSubsetOfAttributes([field], layer.fields())):
+            value = feature[field]
+            text = str(value).strip()
+            cid = int(float(text)) if text.replace(".", "", 1).isdigit() else lookup.get(text.lower())
+            if cid is None or not 0 <= cid < len(names):
+                unknown.add(text)
+                continue
+            geometry = feature.geometry()
+            geometry.transform(transform)
+            out = QgsFeature(fields)
+            out.setGeometry(geometry)
+            out.setAttributes([cid])
+            writer.addFeature(out)
+        del writer
+        if unknown:
+            raise QgsProcessingException(f"Class field '{field}' has values that are not classes: "
+                                         f"{', '.join(sorted(unknown)[:10])}; use ids 0-{len(names) - 1} or the "
+                                         f"names {', '.join(names)}.")
+        return path
+
+
+def _split(image: str, mask: str, data: Path, validation_pct: int) -> Path:
+    """The folder data set: top rows for training, bottom rows for validation, as VRTs (no pixel copies)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(image)
+    w, h = ds.RasterXSize, ds.RasterYSize
+    cut = h - max(1, round(h * validation_pct / 100))
+    for folder, window in (("", (0, 0, w, cut)), ("val_", (0, cut, w, h - cut))):
+        for kind, src in (("images", image), ("masks", mask)):
+            (data / f"{folder}{kind}").mkdir(parents=True, exist_ok=True)
+            target = str(data / f"{folder}{kind}" / "area.vrt")
+            if gdal.Translate(target, src, format="VRT", srcWin=list(window)) is None:
+                raise QgsProcessingException(f"Cannot cut {src}: {gdal.GetLastErrorMsg()}")
+    return data
+
+
+def _ground_resolution(layer) -> float:
+    """The image's pixel size in metres when its CRS is in metres (else 0: the card says 'any resolution')."""
+    if layer.crs().isValid() and layer.crs().mapUnits() == QgsUnitTypes.DistanceMeters:
+        return round((layer.rasterUnitsPerPixelX() + layer.rasterUnitsPerPixelY()) / 2, 6)
+    return 0.0
