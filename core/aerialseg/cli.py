@@ -8,9 +8,11 @@ reads. Errors a user can cause print one line on stderr and exit with status 1; 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -44,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     args = parser.parse_args(argv)
     reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run cleans up like a cancelled one
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
+        signal.signal(signum, _raise_interrupt)
     try:
         return int(args.func(args, reporter) or 0)
     except Cancelled as e:
@@ -62,7 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    _ignore_signals()  # a second signal must not interrupt the clean-up the first one starts
     raise KeyboardInterrupt
+
+
+def _ignore_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class Reporter:
@@ -92,10 +101,10 @@ class Reporter:
         if stage != self._stage:
             self._stage, self._started = stage, time.monotonic()
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else None
+        rate = done / elapsed if elapsed > 0.5 else None  # too early for a meaningful rate
+        eta = (total - done) / rate if rate else None
         self.emit({"type": "progress", "stage": stage, "unit": unit, "done": done, "total": total,
-                   "percent": round(100 * done / max(total, 1), 1), "rate": round(rate, 3),
+                   "percent": round(100 * done / max(total, 1), 1), "rate": None if rate is None else round(rate, 3),
                    "eta_s": None if eta is None else round(eta, 1)})
 
     def _update_bar(self, stage: str, unit: str, done: int, total: int) -> None:
@@ -108,8 +117,13 @@ class Reporter:
         self._bar.update(done - self._bar.n)
 
     def emit(self, obj: dict[str, Any]) -> None:
-        """Print one JSON line on stdout."""
-        print(json.dumps(obj), flush=True)
+        """Print one JSON line on stdout; a reader that went away (closed pipe) cancels the run."""
+        try:
+            print(json.dumps(obj), flush=True)
+        except BrokenPipeError:
+            _ignore_signals()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no more write errors
+            raise Cancelled("the process reading the progress went away; stopped, no output written") from None
 
     def result(self, **outputs: Any) -> None:
         """Report the outputs of a successful run."""
@@ -121,8 +135,10 @@ class Reporter:
         """Report an error in one line and return the exit status."""
         self._close_bar()
         if self.mode == "json":
-            self.emit({"type": "error", "message": message})
-        print(f"aerialseg: error: {message}", file=sys.stderr, flush=True)
+            with contextlib.suppress(Cancelled):
+                self.emit({"type": "error", "message": message})
+        with contextlib.suppress(BrokenPipeError):
+            print(f"aerialseg: error: {message}", file=sys.stderr, flush=True)
         return status
 
     def _close_bar(self) -> None:
@@ -179,6 +195,7 @@ def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
 def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     from aerialseg.predict import classify
     from aerialseg.raster import check_output
+    from aerialseg.runtime import load_model
     from aerialseg.vectorize import vectorize
 
     folder = Path(args.output)
@@ -193,7 +210,11 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     existed = {p: p.exists() for p in (raster, *_sidecars(raster))}
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
-        classify(args.input, raster, args.model, **_classify_options(args), confidence=None,
+        model = load_model(args.model, args.device, args.threads)
+        for name in _vectorize_options(args).get("classes", []):
+            if isinstance(name, str):
+                model.card.class_by_name(name)  # a typo fails now, not after classifying
+        classify(args.input, raster, model, **_classify_options(args), confidence=None,
                  overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
                   on_progress=rep.progress("vectorize", "block"))
