@@ -13,7 +13,8 @@ import rasterio.shutil
 from rasterio.transform import from_origin
 
 from aerialseg import classify
-from aerialseg.errors import Cancelled, RasterError
+from aerialseg.errors import Cancelled, ModelError, RasterError
+from aerialseg.runtime import gpu_present
 from aerialseg.raster import read_class_table
 from conftest import RASTERS, expected_classes, read_band, scene, write_raster
 
@@ -201,3 +202,19 @@ def test_real_orthophotos_keep_their_grid_and_nodata(tmp_path, colour_model):
             assert (d.crs, d.transform, d.shape) == (s.crs, s.transform, s.shape)
             classes = d.read(1)
             np.testing.assert_array_equal(classes == 255, s.dataset_mask() == 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_present(), reason="needs an NVIDIA GPU (none on this machine)")
+def test_cuda_provider_gives_the_cpu_result(rgb_tif, conv_model, tmp_path):
+    gpu = classify(rgb_tif, tmp_path / "gpu.tif", conv_model, device="cuda", batch_size=8)
+    cpu = classify(rgb_tif, tmp_path / "cpu.tif", conv_model, device="cpu")
+    assert (read_band(gpu) == read_band(cpu)).mean() > 0.999
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(rgb_tif, colour_model, tmp_path):
+    if gpu_present():
+        pytest.skip("a GPU is present: covered by test_cuda_provider_gives_the_cpu_result")
+    with pytest.raises(ModelError, match="cuda"):
+        classify(rgb_tif, tmp_path / "a.tif", colour_model, device="cuda")
+    assert not (tmp_path / "a.tif").exists()
