@@ -7,6 +7,7 @@ saying which runtime and device run the model, and why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -114,16 +115,19 @@ class OnnxModel:
         options.log_severity_level = 3  # our own log line says which provider runs, and why
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         providers, reason = _choose_providers(ort.get_available_providers(), device)
+        ort.set_default_logger_severity(4)  # our own log line says which provider runs and why
+        if "CUDAExecutionProvider" in providers:
+            _preload_cuda_libraries()
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for bad graphs
             raise ModelError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from None
         active = self.session.get_providers()[0]
         self.device = "cuda" if active in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
-        if device == "cuda" and self.device != "cuda":
-            raise ModelError("device 'cuda' was requested but the CUDA provider could not start; use --device cpu")
         if "CUDAExecutionProvider" in providers and self.device == "cpu":
-            reason = "the CUDA provider failed to start (check the CUDA/cuDNN libraries)"
+            reason = f"the CUDA provider failed to start: {_cuda_problem(ort)}"
+        if device == "cuda" and self.device != "cuda":
+            raise ModelError(f"device 'cuda' was requested but {reason}; use --device cpu")
         log.info("runtime: ONNX Runtime %s on %s (%s)", ort.__version__, self.device.upper(), reason)
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
@@ -150,6 +154,42 @@ def _choose_providers(available: list[str], device: str) -> tuple[list[str], str
     if not gpu_present() and device == "auto":
         return ["CPUExecutionProvider"], "no NVIDIA GPU found"
     return ["CUDAExecutionProvider", "CPUExecutionProvider"], "NVIDIA GPU found"
+
+
+# CUDA libraries that pip's nvidia-* wheels install (the CUDA 13 layout, then the older per-library one).
+_CUDA_LIBRARIES = ("libcudart.so.*", "libcublasLt.so.*", "libcublas.so.*", "libcufft.so.*", "libcurand.so.*",
+                   "libnvrtc.so.*", "libnvJitLink.so.*", "libcudnn*.so.*")
+
+
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA/cuDNN libraries of pip's nvidia-* wheels so ONNX Runtime's CUDA provider finds them.
+
+    Without this the provider only looks on the system's library path and fails even with a working GPU.
+    """
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        dirs = sorted(Path(root).glob("*/lib"))
+        for pattern in _CUDA_LIBRARIES:
+            for lib in (f for d in dirs for f in sorted(d.glob(pattern))):
+                with contextlib.suppress(OSError):  # one the provider does not need, or another CUDA's
+                    ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
+def _cuda_problem(ort: object) -> str:
+    """Why the CUDA provider library cannot load (e.g. a missing libcuda.so.1: no NVIDIA driver)."""
+    import ctypes
+
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"  # type: ignore[attr-defined]
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as e:
+        text = str(e)
+        return f"{text.split(':')[0].strip()} not found" if "cannot open" in text else text
+    return "no usable CUDA device"
 
 
 def _check_channels(card: ModelCard, shape: list, path: Path) -> None:
