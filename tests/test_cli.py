@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -401,3 +402,13 @@ def test_failed_map_creates_no_output_folder(bad_runs):
     assert inputs_unchanged
     assert "input raster not found" in _assert_user_error(r)
     _check_no_output("map missing input", folder)
+
+
+def test_check_reports_the_device_and_why(tmp_path, colour_model):
+    shutil.copy(colour_model, tmp_path / "colour.onnx")
+    r = _cli("check", "--json", models=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["device"] in ("cpu", "cuda") and report["device_reason"]
+    assert "CPUExecutionProvider" in report["onnxruntime_providers"]
+    assert "colour" in report["models"]

@@ -276,6 +276,18 @@ def cmd_info(args: argparse.Namespace, rep: Reporter) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.runtime import environment_report
+
+    report = environment_report()
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for key, value in report.items():
+        print(f"{key:>22}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return 0
+
+
 def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
     return int(importlib.import_module(_MOUNTED[args.command][0]).run(args) or 0)
 
@@ -329,6 +341,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = _command(sub, "info", cmd_info, "show a model card", progress=False)
     p.add_argument("model", help="a bundled model name or a model file")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
+
+    p = _command(sub, "check", cmd_check, "check the installation: versions, GPU or CPU and why, models",
+                 progress=False)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     for name, (module, help_text) in _MOUNTED.items():
         p = _command(sub, name, cmd_mounted, help_text)

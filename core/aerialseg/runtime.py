@@ -247,3 +247,40 @@ class TorchModel:
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             probs = torch.softmax(self.net(x).float(), dim=1)
         return probs.cpu().numpy()
+
+
+def environment_report() -> dict[str, object]:
+    """What this installation can do: versions, runtimes, the device ``auto`` picks and why, models."""
+    import platform
+
+    import onnxruntime as ort
+    import rasterio
+
+    from aerialseg import __version__
+
+    report: dict[str, object] = {
+        "aerialseg": __version__, "python": platform.python_version(), "numpy": np.__version__,
+        "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__, "onnxruntime": ort.__version__,
+        "onnxruntime_providers": ort.get_available_providers(), "nvidia_gpu": gpu_present(),
+    }
+    providers, reason = _choose_providers(ort.get_available_providers(), "auto")
+    device = "cuda" if "CUDAExecutionProvider" in providers else "cpu"
+    if device == "cuda":
+        _preload_cuda_libraries()
+        problem = _cuda_problem(ort)
+        if problem != "no usable CUDA device":
+            device, reason = "cpu", f"the CUDA provider cannot start: {problem}"
+    report["device"], report["device_reason"] = device, reason
+    try:
+        import torch
+
+        report["torch"] = f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})"
+    except ImportError:
+        report["torch"] = "not installed (needed only for training and .pt checkpoints)"
+    report["models_dirs"] = [str(d) for d in models_dirs()]
+    try:
+        report["models"] = [m.name for m in bundled_models()]
+        report["default_model"] = default_model_name()
+    except ModelError as e:
+        report["default_model"] = f"none: {e}"
+    return report
