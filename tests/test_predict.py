@@ -14,8 +14,8 @@ from rasterio.transform import from_origin
 
 from aerialseg import classify
 from aerialseg.errors import Cancelled, ModelError, RasterError
-from aerialseg.runtime import gpu_present
 from aerialseg.raster import read_class_table
+from aerialseg.runtime import gpu_present
 from conftest import RASTERS, expected_classes, read_band, scene, write_raster
 
 

@@ -152,6 +152,7 @@ class ModelCard:
 
 def _validate(card: ModelCard) -> None:
     """Raise ModelError if the card is inconsistent."""
+    _validate_types(card)
     if not card.classes:
         raise ModelError("a card needs at least one class")
     if [c.id for c in card.classes] != list(range(len(card.classes))):
@@ -177,6 +178,24 @@ def _validate(card: ModelCard) -> None:
         )
     if card.output not in ("probabilities", "logits"):
         raise ModelError(f"output must be 'probabilities' or 'logits', got {card.output!r}")
+
+
+def _validate_types(card: ModelCard) -> None:
+    """Raise ModelError for values of the wrong type (e.g. a tile size of 64.0 in hand-written JSON)."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = [("tile_size", is_int(card.tile_size)), ("overlap", is_int(card.overlap)),
+              ("bands", all(is_int(b) for b in card.bands)), ("scale", is_number(card.scale)),
+              ("mean", all(is_number(v) for v in card.mean)), ("std", all(is_number(v) for v in card.std)),
+              ("gsd_m", card.gsd_m is None or is_number(card.gsd_m)), ("name", isinstance(card.name, str))]
+    wrong = [name for name, ok in checks if not ok]
+    if wrong:
+        raise ModelError(f"wrong value type for {', '.join(wrong)} (integers for tile_size, overlap and bands, "
+                         "numbers for scale, mean, std and gsd_m)")
 
 
 def _from_deepness(meta: Mapping[str, str], source: str, n_channels: int | None) -> ModelCard:

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "install the training extras (bash setup.sh installs everything)", file=sys.stderr)
         return 1
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
     reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
     for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
         signal.signal(signum, _raise_interrupt)
@@ -194,7 +196,7 @@ def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
 
 def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     from aerialseg.predict import classify
-    from aerialseg.raster import check_output
+    from aerialseg.raster import check_output, style_files
     from aerialseg.runtime import load_model
     from aerialseg.vectorize import vectorize
 
@@ -207,7 +209,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     folder.mkdir(exist_ok=True)
     stem = Path(args.input).stem
     raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
-    existed = {p: p.exists() for p in (raster, *_sidecars(raster))}
+    existed = {p: p.exists() for p in (raster, *style_files(raster))}
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
         model = load_model(args.model, args.device, args.threads)
@@ -219,7 +221,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
                   on_progress=rep.progress("vectorize", "block"))
     except BaseException:
-        for path in (raster, *_sidecars(raster)):  # this run wrote them (or would have refused to)
+        for path in (raster, *style_files(raster)):  # this run wrote them (or would have refused to)
             if not existed.get(path):
                 path.unlink(missing_ok=True)
         if created and not any(folder.iterdir()):
@@ -227,10 +229,6 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
         raise
     rep.result(output_raster=raster, output_vector=gpkg)
     return 0
-
-
-def _sidecars(raster: Path) -> tuple[Path, Path]:
-    return raster.with_suffix(".qml"), Path(f"{raster}.aux.xml")
 
 
 def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:

@@ -15,7 +15,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -31,6 +31,7 @@ from aerialseg.raster import (
     WorkingGrid,
     check_bands,
     check_output,
+    check_style_files,
     normalisation,
     open_raster,
     read_valid_mask,
@@ -42,6 +43,7 @@ from aerialseg.tiling import Block, Tile, TileGrid, blend_weights, tile_borders
 log = logging.getLogger("aerialseg")
 FIXED_POINT = np.float32(2**26)  # blended probability 1.0 in the integer accumulators
 TTA_MODES = ("none", "flip", "d4")
+WRITE_STRIP_PIXELS = 1 << 22  # input pixels written at once (bounds memory for fine inputs)
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -92,6 +94,9 @@ def classify(
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
+    check_style_files([out, *([conf] if conf else [])], input, overwrite)
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be at least 1, got {threads}")
     started = time.perf_counter()
     with open_raster(input) as ds:
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
@@ -104,8 +109,9 @@ def classify(
         batch = batch_size or (8 if net.device == "cuda" else 1)
         batches = _prefetched(lambda: _tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch))
         with ClassRasterWriter(out, ds, net.card, conf) as writer:
-            for block, classes, confidence_pct in run.blocks(batches):
-                _write_block(writer, ds, grid, tiles, block, classes, confidence_pct)
+            with contextlib.closing(batches):  # stop the reader thread and close its file on any exit
+                for block, classes, confidence_pct in run.blocks(batches):
+                    _write_block(writer, ds, grid, tiles, block, classes, confidence_pct)
             if run.predicted == 0:
                 raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
             writer.commit()
@@ -116,7 +122,7 @@ def classify(
 
 def _tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:
     """Tile size and overlap from the card or the user, checked."""
-    tile = tile or card_tile
+    tile = card_tile if tile is None else tile
     if tile < 16 or tile % 16:
         raise InputError(f"tile size must be a multiple of 16 and at least 16, got {tile}")
     ov = card_overlap if overlap is None else overlap
@@ -243,20 +249,25 @@ def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
 
 def _write_block(writer: ClassRasterWriter, ds, grid: WorkingGrid, tiles: TileGrid, block: Block,
                  classes: np.ndarray, confidence: np.ndarray) -> None:
-    """Map a finished working-grid block onto the input grid (nearest), mask nodata and write it."""
+    """Map a finished working-grid block onto the input grid (nearest), mask nodata and write it.
+
+    Written in strips of at most ``WRITE_STRIP_PIXELS`` input pixels: a block of a coarse working grid
+    can cover a huge part of a fine input.
+    """
     rows = _input_span(block.y0, block.y0 + block.height, grid.sy, ds.height, tiles.height)
     cols = _input_span(block.x0, block.x0 + block.width, grid.sx, ds.width, tiles.width)
     if rows[1] <= rows[0] or cols[1] <= cols[0]:
         return
-    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
-    if grid.resampled:
-        iy = _nearest(rows, grid.sy, block.y0, block.height)
-        ix = _nearest(cols, grid.sx, block.x0, block.width)
-        classes, confidence = classes[np.ix_(iy, ix)], confidence[np.ix_(iy, ix)]
-    valid = read_valid_mask(ds, window)
-    classes = np.where(valid, classes, NODATA_CLASS).astype(np.uint8)
-    writer.write(window, classes,
-                 np.where(valid & (classes != NODATA_CLASS), confidence, NODATA_CLASS).astype(np.uint8))
+    ix = _nearest(cols, grid.sx, block.x0, block.width)
+    step = max(1, WRITE_STRIP_PIXELS // (cols[1] - cols[0]))
+    for top in range(rows[0], rows[1], step):
+        strip = (top, min(rows[1], top + step))
+        window = Window(cols[0], strip[0], cols[1] - cols[0], strip[1] - strip[0])
+        iy = _nearest(strip, grid.sy, block.y0, block.height)
+        c, p = classes[np.ix_(iy, ix)], confidence[np.ix_(iy, ix)]
+        valid = read_valid_mask(ds, window)
+        c = np.where(valid, c, NODATA_CLASS).astype(np.uint8)
+        writer.write(window, c, np.where(valid & (c != NODATA_CLASS), p, NODATA_CLASS).astype(np.uint8))
 
 
 def _input_span(w0: int, w1: int, scale: float, n_input: int, n_work: int) -> tuple[int, int]:
@@ -270,6 +281,8 @@ def _input_span(w0: int, w1: int, scale: float, n_input: int, n_work: int) -> tu
 
 def _nearest(span: tuple[int, int], scale: float, w0: int, length: int) -> np.ndarray:
     """Index into a block of ``length`` working pixels for each input pixel of ``span``."""
+    if scale == 1.0:
+        return np.arange(span[0] - w0, span[1] - w0)
     idx = np.floor((np.arange(span[0], span[1]) + 0.5) * scale).astype(np.int64) - w0
     return np.clip(idx, 0, length - 1)
 
@@ -277,7 +290,7 @@ def _nearest(span: tuple[int, int], scale: float, w0: int, length: int) -> np.nd
 _END = object()
 
 
-def _prefetched(make: Callable[[], Iterator[_Batch]], depth: int = 2) -> Iterator[_Batch]:
+def _prefetched(make: Callable[[], Iterator[_Batch]], depth: int = 2) -> Generator[_Batch, None, None]:
     """Run the generator from ``make`` in a background thread, ``depth`` items ahead."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

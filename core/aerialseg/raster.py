@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -35,14 +36,18 @@ from aerialseg.errors import OutputError, RasterError
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
 RESAMPLE_TOLERANCE = 0.02  # ground resolutions within 2% of the model's are used as they are
+_GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name, not a path
 
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open a raster for reading, turning GDAL's failures into one clear RasterError."""
-    path = Path(path)
-    if not str(path).startswith("/vsi") and not path.exists():
-        raise RasterError(f"input raster not found: {path}")
-    if path.is_dir():
+    if _GDAL_NAME.match(str(path)):  # e.g. GPKG:file.gpkg:layer, NETCDF:"f.nc":var: GDAL decides
+        path = str(path)  # type: ignore[assignment]
+    else:
+        path = Path(path)
+        if not str(path).startswith("/vsi") and not path.exists():
+            raise RasterError(f"input raster not found: {path}")
+    if isinstance(path, Path) and path.is_dir():
         raise RasterError(f"{path} is a folder; expected a raster file")
     try:
         ds = rasterio.open(path)
@@ -115,8 +120,9 @@ def working_grid(ds: Any, card: ModelCard, resample: bool = True) -> WorkingGrid
     native = WorkingGrid(ds.width, ds.height, ds.transform)
     ground = ground_pixel_size(ds)
     if ground is None:
-        log.warning("%s has no georeferencing: processing at its native pixel size; the output keeps "
-                    "the same pixel grid", getattr(ds, "name", "input"))
+        how = "is georeferenced by GCPs only" if getattr(ds, "gcps", ((), None))[0] else "has no georeferencing"
+        log.warning("%s %s: processing at its native pixel size; the output keeps the same pixel grid",
+                    getattr(ds, "name", "input"), how)
         return native
     if not resample or card.gsd_m is None:
         return native
@@ -168,8 +174,11 @@ def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
     """Valid values of ``bands`` from a read of at most ``side`` px a side, shape (bands, n)."""
     f = max(1, math.ceil(max(ds.width, ds.height) / side))
     shape = (max(1, ds.height // f), max(1, ds.width // f))
-    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
-    valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    try:
+        data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    except RasterioError as e:
+        raise RasterError(f"cannot read {ds.name}: {_first_line(e)}; the file may be corrupt") from None
     return data[:, valid]
 
 
@@ -189,6 +198,7 @@ class TileReader:
             self.ds = self._stack.enter_context(WarpedVRT(
                 src, crs=src.crs, transform=grid.transform, width=grid.width, height=grid.height,
                 resampling=Resampling.average if shrink else Resampling.bilinear,
+                add_alpha=ColorInterp.alpha not in src.colorinterp,  # carries nodata and mask bands along
             ))
         self.path, self.grid = path, grid
         self.gain, self.offset = gain[:, None, None], offset[:, None, None]
@@ -204,6 +214,7 @@ class TileReader:
             raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {_first_line(e)}; "
                               "the file may be corrupt") from None
         image = raw.astype(np.float32) * self.gain + self.offset
+        image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
         pad = ((0, size - h), (0, size - w))
         if pad != ((0, 0), (0, 0)):
             image = np.pad(image, ((0, 0), *pad), mode="symmetric")
@@ -220,6 +231,25 @@ def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
         return ds.dataset_mask(window=window) > 0
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name} at {window}: {_first_line(e)}; the file may be corrupt") from None
+
+
+def style_files(raster: Path) -> tuple[Path, Path]:
+    """The sidecars written with a class raster: its QGIS style and its GDAL category names."""
+    return raster.with_suffix(".qml"), Path(f"{raster}.aux.xml")
+
+
+def check_style_files(outputs: list[Path], input: str | Path, overwrite: bool) -> None:
+    """Refuse outputs whose style sidecars would replace the input's, each other's, or existing files."""
+    src = Path(input).expanduser().resolve() if not _GDAL_NAME.match(str(input)) else None
+    taken = set(style_files(src)) if src else set()
+    for out in outputs:
+        for side in style_files(out):
+            if side in taken:
+                raise OutputError(f"{side.name} would be written twice or replace the input's own style file; "
+                                  f"give {out.name} another name")
+            if side.exists() and not overwrite:
+                raise OutputError(f"{side} already exists; pass --overwrite (overwrite=True) to replace it")
+            taken.add(side)
 
 
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
@@ -263,6 +293,9 @@ class ClassRasterWriter:
         try:
             self._classes = rasterio.open(self._tmpdir / "classes.tif", "w", **profile)
             self._conf = rasterio.open(self._tmpdir / "confidence.tif", "w", **profile) if confidence else None
+            if like.gcps[0]:  # georeferenced by ground control points only: keep them
+                for ds in filter(None, (self._classes, self._conf)):
+                    ds.gcps = like.gcps
         except (RasterioError, OSError) as e:
             self._cleanup()
             raise OutputError(f"cannot write in {output.parent}: {_first_line(e)}") from None
@@ -294,7 +327,7 @@ class ClassRasterWriter:
             style_files.append((self.confidence.with_suffix(".qml"), style.confidence_qml()))
         for target, text in style_files:
             tmp = self._tmpdir / target.name
-            tmp.write_text(text)
+            tmp.write_text(text, encoding="utf-8")
             done.append((tmp, target))
         for tmp, target in done:
             os.replace(tmp, target)

@@ -139,7 +139,7 @@ class OnnxModel:
         except Exception as e:  # ORT's own exception types: a shape or type the graph does not accept
             raise ModelError(f"the model rejected a {'x'.join(map(str, batch.shape))} input batch: "
                              f"{str(e).strip().splitlines()[0][:300]}") from None
-        return _as_probabilities(out, self.card)
+        return _as_probabilities(out, self.card, batch.shape)
 
 
 def _choose_providers(available: list[str], device: str) -> tuple[list[str], str]:
@@ -202,15 +202,18 @@ def _check_channels(card: ModelCard, shape: list, path: Path) -> None:
         raise ModelError(f"{path}: the graph takes fixed {shape[2]} px tiles but its card says {card.tile_size}")
 
 
-def _as_probabilities(out: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Model output as float32 class probabilities (softmax applied to logits)."""
+def _as_probabilities(out: np.ndarray, card: ModelCard, in_shape: tuple[int, ...]) -> np.ndarray:
+    """Model output as float32 class probabilities (softmax applied to logits, others clipped to 0..1)."""
     out = out.astype(np.float32, copy=False)
-    if out.ndim != 4 or out.shape[1] != len(card.classes):
-        raise ModelError(f"model output has shape {out.shape}; expected N x {len(card.classes)} x H x W")
+    expected = (in_shape[0], len(card.classes), *in_shape[2:])
+    if out.shape != expected:
+        raise ModelError(f"model output has shape {out.shape} for an input of {tuple(in_shape)}; expected "
+                         f"{expected} (class probabilities at the input's size)")
     if card.output == "logits":
         out = np.exp(out - out.max(axis=1, keepdims=True))
         out /= out.sum(axis=1, keepdims=True)
-    return out
+        return out
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 class TorchModel:
