@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -81,7 +83,7 @@ def test_utf8_class_names_in_style_files(tmp_path):
     model = write_colour_model(tmp_path / "de.onnx", card)
     out = classify(write_raster(tmp_path / "in.tif", scene(40, 40)), tmp_path / "lc.tif", model)
     assert "Gebäude" in (tmp_path / "lc.qml").read_text(encoding="utf-8")
-    assert "<Category>水</Category>" in open(f"{out}.aux.xml", encoding="utf-8").read()
+    assert "<Category>水</Category>" in Path(f"{out}.aux.xml").read_text(encoding="utf-8")
 
 
 def test_gdal_dataset_names_are_accepted(tmp_path, colour_model):
@@ -102,7 +104,8 @@ def test_a_model_whose_output_is_not_the_input_size_is_a_model_error(tmp_path):
         [helper.make_node("Conv", ["image", "w"], ["l"], strides=[2, 2]),
          helper.make_node("Softmax", ["l"], ["p"], axis=1)], "s2",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 3, "h2", "w2"])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 3, "h2", "w2"])],
+        [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "s2.onnx"))
