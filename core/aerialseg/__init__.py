@@ -4,11 +4,17 @@ The public verbs are :func:`classify` (orthophoto -> class raster) and :func:`ve
 (class raster -> GeoPackage of polygons); :func:`load_model` and :class:`ModelCard` describe models.
 """
 
-from aerialseg.card import ClassInfo, ModelCard, read_card
-from aerialseg.errors import AerialSegError, Cancelled, InputError, ModelError, OutputError, RasterError
-from aerialseg.predict import classify
-from aerialseg.runtime import load_model
-from aerialseg.vectorize import vectorize  # binds the function over the submodule of the same name
+import os
+
+# GDAL's block cache defaults to 5% of RAM and fills with every block read and written, so a long run's
+# memory would grow with the raster. Bound it (before GDAL first uses it) unless the user chose a size.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
+
+from aerialseg.card import ClassInfo, ModelCard, read_card  # noqa: E402
+from aerialseg.errors import AerialSegError, Cancelled, InputError, ModelError, OutputError, RasterError  # noqa: E402
+from aerialseg.predict import classify  # noqa: E402
+from aerialseg.runtime import load_model  # noqa: E402
+from aerialseg.vectorize import vectorize  # noqa: E402 - binds the function over the submodule of the same name
 
 __version__ = "0.1.0"
 
