@@ -12,16 +12,7 @@ from aerialseg.card import read_card
 from aerialseg.errors import ModelError
 from aerialseg.export import export_onnx
 from aerialseg.train import TrainConfig, build_model, train
-from trainkit import make_dubai
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and tests may share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from trainkit import make_dubai, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from aerialseg.errors import InputError
 from aerialseg.losses import build_loss
 from aerialseg.train import TrainConfig, add_arguments, build_model, config_from_args, train
 from aerialseg.training_io import predict_logits
-from trainkit import make_dubai, make_folder
+from trainkit import make_dubai, make_folder, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 TINY = {
     "encoder": "resnet18",
@@ -30,15 +30,6 @@ TINY = {
     "val_tile": 128,
     "gsd_m": 2.0,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and tests may share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

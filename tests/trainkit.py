@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
+import torch
 from affine import Affine
 from PIL import Image
 
@@ -121,3 +123,12 @@ def make_folder(root: Path, names: tuple[str, ...] = ("a", "b"), k: int = 3, siz
         ids[0] = 255
         write_tif(root / "masks" / f"{name}.tif", ids[None], crs="EPSG:32633")
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and tests may share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
