@@ -83,28 +83,6 @@ def _program_in(path: Path) -> "Path | None":
     return None
 
 
-def engine_python(engine: Path) -> "Path | None":
-    """The Python interpreter the engine runs in: from the launcher's #! line (pip's forms), or next to it."""
-    try:
-        with open(engine, "rb") as f:
-            head = f.read(1000).decode("utf-8", "replace").splitlines()[:2]
-    except OSError:
-        head = []
-    if head and head[0].startswith("#!"):
-        words = head[0][2:].split()
-        if words and Path(words[0]).name == "env" and len(words) > 1:  # #!/usr/bin/env python3
-            found = shutil.which(words[1])
-            return Path(found) if found else None
-        if words and Path(words[0]).name in ("sh", "bash") and len(head) > 1 and head[1].startswith("'''exec'"):
-            words = head[1].split()[1:]  # pip's launcher for long paths: '''exec' /long/path/python "$0" "$@"
-        if words and "python" in Path(words[0]).name:
-            return Path(words[0])
-    for name in ("python.exe", "python3", "python"):
-        if (engine.parent / name).is_file():
-            return engine.parent / name
-    return None
-
-
 def engine_environment() -> dict:
     """The environment for the engine: ours without QGIS's Python and GDAL settings."""
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
@@ -151,12 +129,7 @@ def run_engine(args: list, feedback, span: tuple = (0.0, 100.0), progress_patter
     the engine (it removes its partial outputs), kills it if it has not stopped after two seconds, and
     raises QgsProcessingException; so does an engine error, with the engine's one-line message.
     """
-    return run_command([str(find_engine()), *map(str, args), "--progress", "json"], feedback, span, progress_pattern)
-
-
-def run_command(command: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
-    """Run an engine command line (see run_engine) and return its JSON result ({} if it prints none)."""
-    command = [str(c) for c in command]
+    command = [str(find_engine()), *map(str, args), "--progress", "json"]
     feedback.pushCommandInfo(subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command))
     return _Run(command, feedback, span, progress_pattern).wait()
 

@@ -148,11 +148,8 @@ class TrainAlgorithm(AerialSegAlgorithm):
         best = run / "run" / "best.pt"
         if not best.is_file():
             raise QgsProcessingException(f"AerialSeg: training finished without a checkpoint in {best.parent}.")
-        python = eng.engine_python(eng.find_engine())
-        if python is None:
-            raise QgsProcessingException(f"AerialSeg: cannot find the engine's Python interpreter. {eng.INSTALL_HELP}")
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        eng.run_command([python, "-m", "aerialseg.export", best, output, "--name", name], feedback, (95.0, 100.0))
+        self.engine(["export", best, output, "--name", name], feedback, (95.0, 100.0))
         card = eng.run_json(["info", output, "--json"])
         miou = (card.get("metrics") or {}).get("validation", {}).get("miou") if isinstance(card, dict) else None
         feedback.pushInfo(f"model: {output} ({', '.join(names)}); validation mIoU {miou}")
