@@ -8,7 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=.venv
-SAMPLE=${AERIALSEG_SAMPLE:-../shared/data/rasters/nl_aerial_rd_new_1210x718.tif}
+
+# The shared real data (never copied into the repository): $AERIALSEG_SHARED_DATA, else ../shared/data
+# beside this checkout, else beside the checkout this one was cloned from.
+find_shared_data() {
+    local origin
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    for d in "${AERIALSEG_SHARED_DATA:-}" ../shared/data "${origin:+$origin/../shared/data}"; do
+        if [ -n "$d" ] && [ -d "$d/rasters" ]; then (cd "$d" && pwd); return 0; fi
+    done
+}
+AERIALSEG_SHARED_DATA=$(find_shared_data || true)
+export AERIALSEG_SHARED_DATA
+SAMPLE=${AERIALSEG_SAMPLE:-${AERIALSEG_SHARED_DATA:-../shared/data}/rasters/nl_aerial_rd_new_1210x718.tif}
 
 SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
 

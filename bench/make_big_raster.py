@@ -9,12 +9,14 @@ nothing on disk; reading it exercises real GDAL windowed I/O. The pixel size def
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import rasterio
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared/data/rasters/nl_aerial_rd_new_1210x718.tif"
+SHARED_DATA = Path(os.environ.get("AERIALSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
+DEFAULT_SOURCE = SHARED_DATA / "rasters/nl_aerial_rd_new_1210x718.tif"
 
 
 def mosaic_vrt(source: Path, size: int, pixel: float | None) -> str:

@@ -12,7 +12,8 @@ from rasterio.transform import from_origin
 
 from tinymodels import colour_card, write_colour_model
 
-SHARED_DATA = Path(os.environ.get("AERIALSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# Set by setup.sh (which also finds it beside the checkout a clone came from); else ../shared/data.
+SHARED_DATA = Path(os.environ.get("AERIALSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 RASTERS = SHARED_DATA / "rasters"
 
 
