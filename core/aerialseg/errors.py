@@ -31,3 +31,9 @@ class OutputError(AerialSegError, OSError):
 
 class Cancelled(AerialSegError):
     """The run was cancelled through ``should_cancel``; no output was left behind."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aerialseg.card import ModelCard, write_card
-from aerialseg.errors import ModelError, OutputError
+from aerialseg.errors import ModelError, OutputError, first_line
 
 OPSET = 17
 
@@ -73,7 +73,7 @@ def export_onnx(
     except KeyError as e:
         raise ModelError(f"{checkpoint} is not an AerialSeg training checkpoint (no {e})") from None
     except (RuntimeError, ValueError, TypeError) as e:  # weights that do not fit the architecture
-        raise ModelError(f"{checkpoint}: the weights do not fit its architecture ({str(e).splitlines()[0]})") from None
+        raise ModelError(f"{checkpoint}: the weights do not fit its architecture ({first_line(e)})") from None
     model = _WithSoftmax(net).eval()
     out = Path(onnx_path)
     tmp = out.with_name(f".{out.name}.partial")

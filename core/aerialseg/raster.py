@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from aerialseg import style
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
-from aerialseg.errors import OutputError, RasterError
+from aerialseg.errors import OutputError, RasterError, first_line
 
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
@@ -52,7 +52,7 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
     try:
         ds = rasterio.open(path)
     except RasterioIOError as e:
-        raise RasterError(f"{path} is not a raster GDAL can read ({_first_line(e)})") from None
+        raise RasterError(f"{path} is not a raster GDAL can read ({first_line(e)})") from None
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise RasterError(f"{path} is empty ({ds.width} x {ds.height} px, {ds.count} bands)")
@@ -178,7 +178,7 @@ def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
         data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
         valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
     except RasterioError as e:
-        raise RasterError(f"cannot read {ds.name}: {_first_line(e)}; the file may be corrupt") from None
+        raise RasterError(f"cannot read {ds.name}: {first_line(e)}; the file may be corrupt") from None
     return data[:, valid]
 
 
@@ -211,7 +211,7 @@ class TileReader:
             raw = self.ds.read(self.bands, window=window)
             valid = self.ds.dataset_mask(window=window) > 0
         except RasterioError as e:
-            raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {_first_line(e)}; "
+            raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {first_line(e)}; "
                               "the file may be corrupt") from None
         image = raw.astype(np.float32) * self.gain + self.offset
         image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
@@ -230,7 +230,7 @@ def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
     try:
         return ds.dataset_mask(window=window) > 0
     except RasterioError as e:
-        raise RasterError(f"cannot read {ds.name} at {window}: {_first_line(e)}; the file may be corrupt") from None
+        raise RasterError(f"cannot read {ds.name} at {window}: {first_line(e)}; the file may be corrupt") from None
 
 
 def style_files(raster: Path) -> tuple[Path, Path]:
@@ -298,7 +298,7 @@ class ClassRasterWriter:
                     ds.gcps = like.gcps
         except (RasterioError, OSError) as e:
             self._cleanup()
-            raise OutputError(f"cannot write in {output.parent}: {_first_line(e)}") from None
+            raise OutputError(f"cannot write in {output.parent}: {first_line(e)}") from None
 
     def __enter__(self) -> ClassRasterWriter:
         return self
@@ -358,7 +358,4 @@ def read_class_table(ds: Any) -> tuple[ClassInfo, ...] | None:
     except (ValueError, TypeError, KeyError):
         return None
 
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 

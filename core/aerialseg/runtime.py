@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from aerialseg.card import ModelCard, read_card
-from aerialseg.errors import InputError, ModelError
+from aerialseg.errors import InputError, ModelError, first_line
 
 log = logging.getLogger("aerialseg")
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -121,7 +121,7 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for bad graphs
-            raise ModelError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"ONNX Runtime cannot load {path}: {first_line(e)}") from None
         active = self.session.get_providers()[0]
         self.device = "cuda" if active in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         if "CUDAExecutionProvider" in providers and self.device == "cpu":
@@ -138,7 +138,7 @@ class OnnxModel:
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
         except Exception as e:  # ORT's own exception types: a shape or type the graph does not accept
             raise ModelError(f"the model rejected a {'x'.join(map(str, batch.shape))} input batch: "
-                             f"{str(e).strip().splitlines()[0][:300]}") from None
+                             f"{first_line(e)[:300]}") from None
         return _as_probabilities(out, self.card, batch.shape)
 
 

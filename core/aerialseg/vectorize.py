@@ -40,7 +40,7 @@ from shapely.geometry import Polygon, shape
 
 from aerialseg import style
 from aerialseg.card import FALLBACK_COLOURS, NODATA_CLASS, ClassInfo
-from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError
+from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import check_output, ground_pixel_size, open_raster, read_class_table
 
 log = logging.getLogger("aerialseg")
@@ -110,7 +110,7 @@ def vectorize(
         except AerialSegError:
             raise
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, sqlite3.Error, OSError) as e:
-            raise OutputError(f"cannot write {out}: {_first_line(e)}") from None
+            raise OutputError(f"cannot write {out}: {first_line(e)}") from None
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return out
@@ -197,7 +197,7 @@ def _polygonize(ds: Any, selected: list[ClassInfo], step: int, writer: _Writer,
             try:
                 data = ds.read(1, window=window)
             except RasterioError as e:
-                raise RasterError(f"cannot read {ds.name} near pixel ({c0}, {r0}): {_first_line(e)}; "
+                raise RasterError(f"cannot read {ds.name} near pixel ({c0}, {r0}): {first_line(e)}; "
                                   "the file may be corrupt") from None
             for cid, geoms in _block_polygons(data, window, ids).items():
                 seam = _on_internal_edge(shapely.bounds(geoms), window, ds.width, ds.height)
@@ -369,6 +369,3 @@ def _write_styles(path: Path, layers: list[ClassInfo]) -> None:
              for c in layers],
         )
 
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
