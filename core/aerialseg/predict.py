@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import cast
 
@@ -208,10 +209,10 @@ class _Run:
     def _add(self, sums: np.ndarray, block: Block, tiles: list[Tile], probs: np.ndarray) -> None:
         """Add weighted, fixed-point tile probabilities into the block's sums."""
         for tile, p in zip(tiles, probs):
-            weights = blend_weights(self.tiles.tile, self.tiles.overlap, tile_borders(self.tiles, tile))
+            weights = _fixed_point_weights(self.tiles.tile, self.tiles.overlap, tile_borders(self.tiles, tile))
             y, x = tile.y0 - block.y0, tile.x0 - block.x0
             h, w = min(tile.size, sums.shape[1] - y), min(tile.size, sums.shape[2] - x)
-            sums[:, y : y + h, x : x + w] += np.rint(p[:, :h, :w] * (weights[:h, :w] * FIXED_POINT)).astype(np.uint32)
+            sums[:, y : y + h, x : x + w] += np.rint(p[:, :h, :w] * weights[:h, :w]).astype(np.uint32)
 
     def _finish(self, block: Block, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pass the spill margins on to the blocks right and below; return class ids and confidence."""
@@ -227,6 +228,12 @@ class _Run:
         confidence = np.where(total > 0, 100 * best // np.maximum(total, 1), 0).astype(np.uint8)
         classes[total == 0] = NODATA_CLASS
         return classes, confidence
+
+
+@lru_cache(maxsize=16)
+def _fixed_point_weights(tile: int, overlap: int, borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """Blending weights scaled to the fixed-point unit, computed once per tile shape (not once per tile)."""
+    return blend_weights(tile, overlap, borders) * FIXED_POINT
 
 
 def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
