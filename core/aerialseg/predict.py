@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from rasterio.windows import Window
@@ -63,6 +63,7 @@ def classify(
     overwrite: bool = False,
     block_size: int = 2048,
     threads: int | None = None,
+    client: Any = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Path:
@@ -82,7 +83,9 @@ def classify(
         confidence: optional path of a per-pixel confidence raster (uint8 percent).
         overwrite: replace existing outputs.
         block_size: working-grid pixels finished together (bounds memory).
-        threads: CPU threads for ONNX Runtime (default: all cores).
+        threads: CPU threads for ONNX Runtime (default: all cores; on a cluster, the cores of each
+            worker's machine shared among the workers there).
+        client: a ``distributed.Client``: run the blocks on its Dask cluster (same output, byte for byte).
         on_progress: called with (tiles done, tiles in total).
         should_cancel: polled between batches; returning True stops the run, leaving no output.
 
@@ -98,6 +101,13 @@ def classify(
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
+    if client is not None:
+        from aerialseg.distributed import classify_on_cluster
+
+        options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
+                   "tta": tta, "resample": resample, "block_size": block_size, "threads": threads}
+        return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
+                                   should_cancel or (lambda: False))
     started = time.perf_counter()
     with open_raster(input) as ds:
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
@@ -142,10 +152,12 @@ class _Batch:
     skipped: int
 
 
-def _tile_batches(reader: TileReader, tiles: TileGrid, batch_size: int) -> Iterator[_Batch]:
-    """Read every block's tiles in order, batched; tiles with no valid pixel are skipped."""
+def _tile_batches(
+    reader: TileReader, tiles: TileGrid, batch_size: int, blocks: list[Block] | None = None
+) -> Iterator[_Batch]:
+    """Read the tiles of ``blocks`` (default: all) in order, batched; tiles with no valid pixel are skipped."""
     try:
-        for block in tiles.blocks():
+        for block in tiles.blocks() if blocks is None else blocks:
             kept: list[Tile] = []
             images: list[np.ndarray] = []
             skipped = 0
@@ -216,18 +228,26 @@ class _Run:
 
     def _finish(self, block: Block, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pass the spill margins on to the blocks right and below; return class ids and confidence."""
+        self._pass_spills(block, sums)
+        return classes_from_sums(sums[:, : block.height, : block.width])
+
+    def _pass_spills(self, block: Block, sums: np.ndarray) -> None:
+        """Keep the parts of ``sums`` beyond the block for the blocks right, below and below-right."""
         h, w = block.height, block.width
         for dr, dc, piece in ((0, 1, sums[:, :h, w:]), (1, 0, sums[:, h:, :w]), (1, 1, sums[:, h:, w:])):
             if piece.size:
                 key = (block.row + dr, block.col + dc)
                 self.pending.setdefault(key, []).append((block.y0 + dr * h, block.x0 + dc * w, piece.copy()))
-        core = sums[:, :h, :w]
-        classes = core.argmax(axis=0).astype(np.uint8)
-        total = core.sum(axis=0, dtype=np.uint64)
-        best = np.take_along_axis(core, classes[None].astype(np.intp), axis=0)[0].astype(np.uint64)
-        confidence = np.where(total > 0, 100 * best // np.maximum(total, 1), 0).astype(np.uint8)
-        classes[total == 0] = NODATA_CLASS
-        return classes, confidence
+
+
+def classes_from_sums(core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids (nodata where nothing was predicted) and confidence % from a block's integer sums."""
+    classes = core.argmax(axis=0).astype(np.uint8)
+    total = core.sum(axis=0, dtype=np.uint64)
+    best = np.take_along_axis(core, classes[None].astype(np.intp), axis=0)[0].astype(np.uint64)
+    confidence = np.where(total > 0, 100 * best // np.maximum(total, 1), 0).astype(np.uint8)
+    classes[total == 0] = NODATA_CLASS
+    return classes, confidence
 
 
 @lru_cache(maxsize=16)

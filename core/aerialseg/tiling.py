@@ -76,9 +76,22 @@ class TileGrid:
 
     def blocks(self) -> Iterator[Block]:
         """All blocks in row-major order (the order their spills require)."""
-        for r, y0 in enumerate(range(0, self.height, self.block)):
-            for c, x0 in enumerate(range(0, self.width, self.block)):
-                yield Block(r, c, y0, x0, min(self.block, self.height - y0), min(self.block, self.width - x0))
+        for r in range(self.block_rows):
+            for c in range(self.block_cols):
+                yield self.block_at(r, c)
+
+    @property
+    def block_rows(self) -> int:
+        return math.ceil(self.height / self.block)
+
+    @property
+    def block_cols(self) -> int:
+        return math.ceil(self.width / self.block)
+
+    def block_at(self, row: int, col: int) -> Block:
+        """Block ``(row, col)``, as :meth:`blocks` yields it."""
+        y0, x0 = row * self.block, col * self.block
+        return Block(row, col, y0, x0, min(self.block, self.height - y0), min(self.block, self.width - x0))
 
     def owned_tiles(self, block: Block) -> list[Tile]:
         """Tiles whose origin lies in ``block``, in row-major order."""

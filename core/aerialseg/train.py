@@ -83,6 +83,7 @@ class TrainConfig:
     licence: str = ""
     training_data: str = ""
     description: str = ""
+    init_weights: str = ""  # start from this checkpoint's weights (same architecture; fine-tuning)
     max_minutes: float | None = None  # stop (resumably) after this long
     num_workers: int = 0
     threads: int = 2
@@ -233,6 +234,18 @@ def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
         )
 
 
+def _init_checkpoint(config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """The checkpoint named by ``--init-weights``, checked to hold the configured architecture."""
+    path = Path(config.init_weights)
+    if not path.is_file():
+        raise InputError(f"--init-weights: {path} does not exist")
+    init = load_checkpoint(path)
+    want = _arch(config, num_classes)
+    if init.get("arch") != want:
+        raise InputError(f"--init-weights: {path} holds {init.get('arch')}, not the configured {want}")
+    return init
+
+
 def train(
     config: TrainConfig,
     on_progress: Callable[[float, str], None] | None = None,
@@ -253,8 +266,11 @@ def train(
         _check_resumable(config, state["config"])
     train_samples, val_samples, classes = _data(config)
     k = len(classes)
+    init = _init_checkpoint(config, k) if state is None and config.init_weights else None
     if state is not None:
         mean, std = state["card"]["mean"], state["card"]["std"]
+    elif init is not None:
+        mean, std = init["card"]["mean"], init["card"]["std"]
     elif config.mean:
         mean, std = config.mean, config.std
     else:
@@ -270,7 +286,11 @@ def train(
     weights = state["class_weights"] if state else class_weights(counts, config.class_weighting)
     _seed_everything(config.seed)
     arch = _arch(config, k)
-    model = build_model(arch).to(device)
+    model = build_model(arch)
+    if init is not None:
+        model.load_state_dict(init["state_dict"])
+        log.info("starting from the weights of %s", config.init_weights)
+    model = model.to(device)
     if config.loss not in LOSS_NAMES:
         raise InputError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSS_NAMES)}")
     loss_fn = build_loss(config.loss, weights).to(device)
@@ -358,6 +378,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gsd", type=float, default=None, help="ground sample distance trained at, metres")
     for name in ("licence", "training-data", "description"):
         parser.add_argument(f"--{name}", default="")
+    parser.add_argument("--init-weights", default="", help="start from this checkpoint's weights (same architecture)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -410,6 +431,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             licence=args.licence,
             training_data=args.training_data,
             description=args.description,
+            init_weights=args.init_weights,
             max_minutes=args.max_minutes,
             num_workers=args.num_workers,
             threads=args.threads,

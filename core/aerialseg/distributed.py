@@ -1,0 +1,430 @@
+"""classify on a Dask cluster: the blocks of one big raster, or the files of a folder of rasters.
+
+One raster: every block of the working grid is a task pair. ``_compute_block`` runs the model on the
+tiles the block owns (tiles whose origin lies in it) and returns the block's integer sums plus the
+margins its tiles spill into the blocks right, below and below-right. ``_finish_block`` adds the
+margins spilled into it by its left, upper and upper-left neighbours, turns the sums into classes and
+writes them (mapped back onto the input grid) as a piece file in the job's work folder. Every tile
+is computed exactly once, sums are integers, so the result is byte-identical to ``classify`` in one
+process. The client then assembles the pieces into the class raster with the same writer.
+
+Only small things go through the scheduler (the job description, the block numbers, a summary per
+block); the sums and margins stay on the workers and travel between them. Workers read their tiles
+straight from the input and write their pieces into the work folder, next to the output, so both
+must be reachable from every worker (a shared filesystem on a real cluster).
+
+Resuming: pieces and spill margins are kept in the work folder until the output is complete; a rerun
+of the same job skips finished blocks. Cancelling stops the work and deletes the work folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from aerialseg.card import ModelCard, read_card
+from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
+from aerialseg.raster import (
+    ClassRasterWriter,
+    TileReader,
+    check_bands,
+    normalisation,
+    open_raster,
+    working_grid,
+)
+from aerialseg.runtime import Model, load_model
+from aerialseg.tiling import TileGrid
+
+log = logging.getLogger("aerialseg")
+Spill = tuple[int, int, np.ndarray]  # (y0, x0, sums) of a margin spilled into another block
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything a worker needs to compute and write blocks of one raster (small; sent with each task)."""
+
+    input: str
+    model: str
+    work_dir: str
+    device: str = "auto"
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch_size: int | None = None
+    tta: str = "none"
+    resample: bool = True
+    confidence: bool = False
+    block_size: int = 2048
+    threads: int | None = None
+    host_threads: dict[str, int] = field(default_factory=dict)  # ONNX Runtime threads per worker, by host
+
+    def key(self) -> str:
+        """A digest of what decides the output (not where or how fast it runs)."""
+        what = {k: v for k, v in asdict(self).items() if k not in ("work_dir", "threads", "host_threads", "device")}
+        for path in (self.input, self.model):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                what[path] = [st.st_size, st.st_mtime_ns]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- worker side
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_model(path: str, device: str, threads: int | None) -> Model:
+    """One model per worker process, loaded with the first block that needs it."""
+    return load_model(path, device, threads)
+
+
+def _threads(job: BlockJob) -> int | None:
+    if job.threads is not None:
+        return job.threads
+    with contextlib.suppress(ValueError):
+        from distributed import get_worker
+
+        return job.host_threads.get(_host(get_worker().address))
+    return None
+
+
+@dataclass
+class _Context:
+    net: Model
+    tiles: TileGrid
+    grid: Any
+    gain: np.ndarray
+    offset: np.ndarray
+
+
+_CONTEXTS: dict[str, _Context] = {}
+
+
+def _context(job: BlockJob) -> _Context:
+    """The model, grids and normalisation of a job, made once per worker process."""
+    from aerialseg.predict import _tile_geometry
+
+    key = job.key()
+    if key not in _CONTEXTS:
+        net = _worker_model(job.model, job.device, _threads(job))
+        with open_raster(job.input) as ds:
+            tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, job.tile_size, job.overlap)
+            grid = working_grid(ds, net.card, job.resample)
+            gain, offset = normalisation(ds, net.card)
+        tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
+        _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
+        _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
+    return _CONTEXTS[key]
+
+
+def _piece_path(job: BlockJob, row: int, col: int) -> Path:
+    return Path(job.work_dir) / f"piece_{row}_{col}.tif"
+
+
+def _spill_path(job: BlockJob, row: int, col: int) -> Path:
+    return Path(job.work_dir) / f"spill_{row}_{col}.npz"
+
+
+def _compute_block(job: BlockJob, row: int, col: int) -> tuple[Any, ...]:
+    """Model sums of block (row, col) and the margins (:data:`Spill`) it spills right, below and below-right.
+
+    A block finished in an earlier run only hands out its saved margins (no model run, no sums).
+    """
+    from aerialseg.predict import _predict, _Run, _tile_batches
+
+    saved = _spill_path(job, row, col)
+    if _piece_path(job, row, col).exists() and saved.exists():
+        return (None, *_load_spills(saved))
+    ctx = _context(job)
+    run = _Run(ctx.net, ctx.tiles, job.tta, lambda done, total: None, lambda: False)
+    block = ctx.tiles.block_at(row, col)
+    sums = run._start(block)
+    batch = job.batch_size or (8 if ctx.net.device == "cuda" else 1)
+    reader = TileReader(job.input, ctx.net.card, ctx.grid, ctx.gain, ctx.offset)
+    for b in _tile_batches(reader, ctx.tiles, batch, [block]):
+        if b.images is not None:
+            run._add(sums, block, b.tiles, _predict(ctx.net, b.images, job.tta))
+    run._pass_spills(block, sums)
+    out = {(dr, dc): run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))}
+    _save_spills(saved, [out[k] for k in sorted(out)])
+    core = np.ascontiguousarray(sums[:, : block.height, : block.width])
+    return core, out[(0, 1)], out[(1, 0)], out[(1, 1)]
+
+
+def _save_spills(path: Path, spills: list[Spill | None]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for i, spill in enumerate(spills):
+        if spill is not None:
+            arrays[f"s{i}"], arrays[f"o{i}"] = spill[2], np.array(spill[:2])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_spills(path: Path) -> tuple[Spill | None, Spill | None, Spill | None]:
+    """The margins saved by :func:`_save_spills`: (right, below, below-right)."""
+    with np.load(path) as f:
+        got = [(int(f[f"o{i}"][0]), int(f[f"o{i}"][1]), f[f"s{i}"]) if f"s{i}" in f else None for i in range(3)]
+    return got[0], got[1], got[2]
+
+
+def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *incoming: Spill | None) -> dict:
+    """Add the neighbours' margins, classify and write block (row, col) as a piece; a small summary back."""
+    from aerialseg.predict import _write_block, classes_from_sums
+
+    piece = _piece_path(job, row, col)
+    if sums is None:  # done in an earlier run
+        return {"row": row, "col": col, "resumed": True}
+    ctx = _context(job)
+    block = ctx.tiles.block_at(row, col)
+    for spill in filter(None, incoming):
+        y, x, part = spill
+        sums[:, y - block.y0 : y - block.y0 + part.shape[1], x - block.x0 : x - block.x0 + part.shape[2]] += part
+    classes, confidence = classes_from_sums(sums)
+    with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
+        _write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
+    return {"row": row, "col": col, "resumed": False, "valid": bool((classes != 255).any())}
+
+
+class _PieceWriter:
+    """Collects one block's windows of the input grid into a small tiled GeoTIFF (written atomically)."""
+
+    def __init__(self, path: Path, confidence: bool) -> None:
+        self.path, self.confidence = path, confidence
+        self.windows: list[tuple[Window, np.ndarray, np.ndarray]] = []
+
+    def __enter__(self) -> _PieceWriter:
+        return self
+
+    def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        self.windows.append((window, classes, confidence if confidence is not None else classes))
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None or not self.windows:
+            return
+        x0 = min(int(w.col_off) for w, _, _ in self.windows)
+        y0 = min(int(w.row_off) for w, _, _ in self.windows)
+        x1 = max(int(w.col_off + w.width) for w, _, _ in self.windows)
+        y1 = max(int(w.row_off + w.height) for w, _, _ in self.windows)
+        tmp = self.path.with_suffix(".tmp.tif")
+        profile = {"driver": "GTiff", "width": x1 - x0, "height": y1 - y0, "count": 2 if self.confidence else 1,
+                   "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.update_tags(ORIGIN=f"{x0},{y0}")
+            for w, c, p in self.windows:
+                local = Window(w.col_off - x0, w.row_off - y0, w.width, w.height)
+                dst.write(c, 1, window=local)
+                if self.confidence:
+                    dst.write(p, 2, window=local)
+        os.replace(tmp, self.path)
+
+
+# ---------------------------------------------------------------- client side
+
+
+def classify_on_cluster(
+    input: str | Path,
+    out: Path,
+    conf: Path | None,
+    model: str | Path | Model | None,
+    client: Any,
+    options: dict[str, Any],
+    on_progress: Callable[[int, int], None],
+    should_cancel: Callable[[], bool],
+) -> Path:
+    """The work of :func:`aerialseg.predict.classify` (outputs already checked) on the Dask ``client``."""
+    net_path = _model_path(model)
+    job = BlockJob(input=_absolute(input), model=net_path, work_dir="", confidence=conf is not None,
+                   host_threads=host_threads(client), **options)
+    card = read_card(Path(net_path))  # the workers load the model itself
+    with open_raster(input) as ds:
+        from aerialseg.predict import _tile_geometry
+
+        check_bands(ds, card, input)
+        tile, ov = _tile_geometry(card.tile_size, card.overlap, job.tile_size, job.overlap)
+        grid = working_grid(ds, card, job.resample)
+        tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
+        work = _work_dir(out, job)
+        job = BlockJob(**{**asdict(job), "work_dir": str(work)})
+        started = time.perf_counter()
+        try:
+            summaries = _run_blocks(client, job, tiles, on_progress, should_cancel)
+        except (Cancelled, KeyboardInterrupt):
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        if not any(s.get("valid", True) for s in summaries):
+            shutil.rmtree(work, ignore_errors=True)
+            raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+        _assemble(ds, card, tiles, job, out, conf)
+    shutil.rmtree(work, ignore_errors=True)
+    done = sum(not s["resumed"] for s in summaries)
+    log.info("classified %s on the cluster: %d blocks (%d from an earlier run) in %.1f s -> %s",
+             Path(str(input)).name, len(summaries), len(summaries) - done, time.perf_counter() - started, out)
+    return out
+
+
+def _model_path(model: str | Path | Model | None) -> str:
+    from aerialseg.runtime import resolve_model
+
+    if model is not None and hasattr(model, "predict"):
+        path = getattr(model, "path", None)
+        if path is None:
+            raise InputError("a model object without a file cannot be sent to a cluster; pass its path")
+        return str(Path(path).resolve())
+    return str(resolve_model(model).resolve())  # type: ignore[arg-type]
+
+
+def _absolute(path: str | Path) -> str:
+    """Local paths made absolute (workers may run elsewhere); GDAL virtual paths and URLs as they are."""
+    text = str(path)
+    return text if text.startswith("/vsi") or "://" in text or ":" in text.split("/")[0] else str(Path(text).resolve())
+
+
+def host_threads(client: Any) -> dict[str, int]:
+    """ONNX Runtime threads per worker on each host, so that workers x threads fits the host's cores."""
+    cores = client.run(os.cpu_count)  # worker address -> cores of its machine
+    per_host: dict[str, list[int]] = {}
+    for address, n in cores.items():
+        per_host.setdefault(_host(address), []).append(n or 1)
+    return {host: max(1, counts[0] // len(counts)) for host, counts in per_host.items()}
+
+
+def _host(address: str) -> str:
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def _work_dir(out: Path, job: BlockJob) -> Path:
+    """The job's work folder next to the output; a folder left by an other job is replaced."""
+    work = out.parent / f".{out.name}.aerialseg-work"
+    stamp = work / "job.json"
+    key = job.key()
+    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text()).get("key") != key):
+        shutil.rmtree(work)
+    try:
+        work.mkdir(exist_ok=True)
+        stamp.write_text(json.dumps({"key": key, "job": asdict(job)}))
+    except OSError as e:
+        raise OutputError(f"cannot write in {out.parent}: {e.strerror or e}") from None
+    resumed = len(list(work.glob("piece_*.tif")))
+    if resumed:
+        log.info("resuming: %d blocks already done in %s", resumed, work)
+    return work
+
+
+def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callable[[int, int], None],
+                should_cancel: Callable[[], bool]) -> list[dict]:
+    """Build the block graph, run it on the cluster and wait, reporting progress; summaries back."""
+    import dask
+    from distributed import as_completed
+
+    computed = {
+        (b.row, b.col): dask.delayed(_compute_block, nout=4, pure=True)(job, b.row, b.col,
+                                                                          dask_key_name=f"compute-{b.row}-{b.col}")
+        for b in tiles.blocks()
+    }
+    none = (None, None, None, None)
+    finished = []
+    for (r, c), parts in computed.items():
+        left, up = computed.get((r, c - 1), none), computed.get((r - 1, c), none)
+        corner = computed.get((r - 1, c - 1), none)
+        finished.append(dask.delayed(_finish_block, pure=True)(
+            job, r, c, parts[0], left[1], up[2], corner[3], dask_key_name=f"finish-{r}-{c}"))
+    futures = client.compute(finished, retries=2)
+    total, summaries = len(futures), []
+    on_progress(0, total)
+    try:
+        pending = as_completed(futures, with_results=True)
+        while not pending.is_empty():
+            if should_cancel():
+                raise Cancelled("cancelled by the user; no output was written")
+            if not pending.has_ready():
+                time.sleep(0.1)
+                continue
+            for _, summary in pending.next_batch(block=False):
+                summaries.append(summary)
+                on_progress(len(summaries), total)
+    except BaseException as e:
+        client.cancel(futures, force=True)
+        if isinstance(e, AerialSegError | KeyboardInterrupt):
+            raise
+        raise AerialSegError(f"the cluster failed to classify a block ({type(e).__name__}: {first_line(e)}); "
+                             "finished blocks are kept: rerun the same command to resume") from None
+    return summaries
+
+
+def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Path, conf: Path | None) -> None:
+    """Copy the pieces, in block order, into the class raster (and confidence raster) and commit."""
+    with ClassRasterWriter(out, ds, card, conf) as writer:
+        for block in tiles.blocks():
+            _copy_piece(_piece_path(job, block.row, block.col), writer, conf is not None)
+        writer.commit()
+
+
+def _copy_piece(path: Path, writer: ClassRasterWriter, confidence: bool) -> None:
+    if not path.exists():  # a block whose input pixels are all outside the input grid
+        return
+    with rasterio.open(path) as piece:
+        x0, y0 = (int(v) for v in piece.tags()["ORIGIN"].split(","))
+        for _, window in piece.block_windows(1):
+            target = Window(window.col_off + x0, window.row_off + y0, window.width, window.height)
+            classes = piece.read(1, window=window)
+            writer.write(target, classes, piece.read(2, window=window) if confidence else None)
+
+
+# ---------------------------------------------------------------- clusters
+
+
+@contextlib.contextmanager
+def cluster_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A Dask client: on a local cluster of ``workers`` processes, or on the cluster at ``scheduler``.
+
+    Yields None when neither is given (run in this process).
+    """
+    if not workers and not scheduler:
+        yield None
+        return
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=15)
+        except (OSError, TimeoutError) as e:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(e)}") from None
+        log.info("Dask scheduler %s: %d workers; dashboard %s", scheduler,
+                 len(client.scheduler_info()["workers"]), client.dashboard_link)
+        with client:
+            yield client
+        return
+    with _quiet_dask(), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        log.info("local Dask cluster: %d worker processes; dashboard %s", workers, client.dashboard_link)
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Dask's own INFO lines (cluster start/stop) stay out of the user's terminal."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.scheduler", "distributed.nanny")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
