@@ -169,7 +169,7 @@ def _save_spills(path: Path, spills: list[Spill | None]) -> None:
         if spill is not None:
             arrays[f"s{i}"], arrays[f"o{i}"] = spill[2], np.array(spill[:2])
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, path)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from rasterio.windows import Window
@@ -274,7 +274,13 @@ def _predict(net: Model, images: np.ndarray, tta: str) -> np.ndarray:
     return total / (2 * len(ks))
 
 
-def _write_block(writer: ClassRasterWriter, ds, grid: WorkingGrid, tiles: TileGrid, block: Block,
+class WindowWriter(Protocol):
+    """Where finished windows of the input grid go (the class raster writer, or a cluster block's piece)."""
+
+    def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None: ...
+
+
+def _write_block(writer: WindowWriter, ds, grid: WorkingGrid, tiles: TileGrid, block: Block,
                  classes: np.ndarray, confidence: np.ndarray) -> None:
     """Map a finished working-grid block onto the input grid (nearest), mask nodata and write it.
 
