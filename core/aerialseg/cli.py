@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aerialseg import __version__
-from aerialseg.errors import AerialSegError, Cancelled, OutputError
+from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -177,10 +177,24 @@ class _JsonLogHandler(logging.Handler):
 
 
 def cmd_classify(args: argparse.Namespace, rep: Reporter) -> int:
+    from aerialseg.distributed import cluster_client
+    from aerialseg.mosaic import classify_many, expand_inputs, mosaic_name
     from aerialseg.predict import classify
 
-    out = classify(args.input, args.output, args.model, **_classify_options(args),
-                   confidence=args.confidence, overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
+    inputs = expand_inputs(args.input)
+    with cluster_client(args.workers, args.scheduler) as client:
+        if inputs is not None:
+            if args.confidence:
+                raise InputError("--confidence works with one input raster, not a folder")
+            folder = _output_folder(args.output)
+            rasters, vrt = classify_many(inputs, folder, mosaic_name(args.input), args.model,
+                                         _classify_options(args), client=client, overwrite=args.overwrite,
+                                         on_progress=rep.progress("classify", "file"))
+            rep.result(output=vrt, rasters=[str(r) for r in rasters])
+            return 0
+        out = classify(args.input, args.output, args.model, **_classify_options(args), client=client,
+                       confidence=args.confidence, overwrite=args.overwrite,
+                       on_progress=rep.progress("classify", "block" if client else "tile"))
     rep.result(output=out, confidence=args.confidence)
     return 0
 
@@ -195,40 +209,64 @@ def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
-    from aerialseg.predict import classify
+    from aerialseg.card import read_card
+    from aerialseg.distributed import cluster_client
+    from aerialseg.mosaic import expand_inputs, mosaic_name, output_paths
     from aerialseg.raster import check_output, style_files
-    from aerialseg.runtime import load_model
+    from aerialseg.runtime import resolve_model
     from aerialseg.vectorize import vectorize
 
-    folder = Path(args.output)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"output {folder} is a file; 'map' writes into a folder: give a folder path")
-    if not folder.parent.is_dir():
-        raise OutputError(f"the parent folder of {folder} does not exist; create it first")
-    created = not folder.exists()
-    folder.mkdir(exist_ok=True)
-    stem = Path(args.input).stem
-    raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
-    existed = {p: p.exists() for p in (raster, *style_files(raster))}
+    inputs = expand_inputs(args.input)
+    created = not Path(args.output).exists()
+    folder = _output_folder(args.output)
+    if inputs is None:
+        stem = Path(args.input).stem
+        rasters: list[Path] = []
+        raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
+    else:
+        name = mosaic_name(args.input)
+        rasters, raster = output_paths(inputs, folder, name)
+        gpkg = folder / f"{name}_features.gpkg"
+    written = [p for r in (*rasters, raster) for p in (r, *style_files(r)) if not p.exists()]
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
-        model = load_model(args.model, args.device, args.threads)
+        card = read_card(resolve_model(args.model))
         for name in _vectorize_options(args).get("classes", []):
             if isinstance(name, str):
-                model.card.class_by_name(name)  # a typo fails now, not after classifying
-        classify(args.input, raster, model, **_classify_options(args), confidence=None,
-                 overwrite=args.overwrite, on_progress=rep.progress("classify", "tile"))
+                card.class_by_name(name)  # a typo fails now, not after classifying
+        with cluster_client(args.workers, args.scheduler) as client:
+            if inputs is None:
+                from aerialseg.predict import classify
+
+                classify(args.input, raster, str(resolve_model(args.model)), **_classify_options(args),
+                         client=client, confidence=None, overwrite=args.overwrite,
+                         on_progress=rep.progress("classify", "block" if client else "tile"))
+            else:
+                from aerialseg.mosaic import classify_many
+
+                classify_many(inputs, folder, mosaic_name(args.input), args.model, _classify_options(args),
+                              client=client, overwrite=args.overwrite, on_progress=rep.progress("classify", "file"))
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
                   on_progress=rep.progress("vectorize", "block"))
     except BaseException:
-        for path in (raster, *style_files(raster)):  # this run wrote them (or would have refused to)
-            if not existed.get(path):
-                path.unlink(missing_ok=True)
+        for path in written:  # this run wrote them (or would have refused to)
+            path.unlink(missing_ok=True)
         if created and not any(folder.iterdir()):
             folder.rmdir()  # a failed run leaves no trace
         raise
-    rep.result(output_raster=raster, output_vector=gpkg)
+    rep.result(output_raster=raster, output_vector=gpkg, **({"rasters": [str(r) for r in rasters]} if rasters else {}))
     return 0
+
+
+def _output_folder(path: str) -> Path:
+    """The output folder of a run that writes several files (created if missing)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} is a file; this run writes into a folder: give a folder path")
+    if not folder.parent.is_dir():
+        raise OutputError(f"the parent folder of {folder} does not exist; create it first")
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:
@@ -318,8 +356,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _command(sub, "classify", cmd_classify, "classify an orthophoto into a land-cover class raster")
-    p.add_argument("input", help="input raster (GeoTIFF, JPEG, PNG, VRT, any GDAL raster)")
-    p.add_argument("output", help="output class raster (.tif, cloud-optimised GeoTIFF)")
+    p.add_argument("input", help="input raster (GeoTIFF, JPEG, PNG, VRT, any GDAL raster), or a folder or glob of them")
+    p.add_argument("output", help="output class raster (.tif, cloud-optimised GeoTIFF); a folder for many inputs")
     _add_model_options(p)
     p.add_argument("--confidence", metavar="PATH", help="also write a per-pixel confidence raster (0-100 %%)")
 
@@ -329,7 +367,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_vector_options(p)
 
     p = _command(sub, "map", cmd_map, "classify and vectorise in one go")
-    p.add_argument("input", help="input raster")
+    p.add_argument("input", help="input raster, or a folder or glob of rasters (one class raster each + a VRT mosaic)")
     p.add_argument("output", help="output folder (created if missing): <name>_landcover.tif, <name>_features.gpkg")
     _add_model_options(p)
     _add_vector_options(p)
@@ -374,7 +412,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
     p.add_argument("--no-resample", action="store_true",
                    help="use the input at its own resolution instead of the model's ground resolution")
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores, shared by workers)")
+    p.add_argument("--workers", type=int, help="run on a local Dask cluster of this many worker processes")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this scheduler (tcp://host:8786)")
 
 
 def _add_vector_options(p: argparse.ArgumentParser) -> None:

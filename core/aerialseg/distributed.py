@@ -90,13 +90,12 @@ def _worker_model(path: str, device: str, threads: int | None) -> Model:
     return load_model(path, device, threads)
 
 
-def _threads(job: BlockJob) -> int | None:
-    if job.threads is not None:
-        return job.threads
-    with contextlib.suppress(ValueError):
+def worker_threads(host_threads: dict[str, int]) -> int | None:
+    """This worker's share of its machine's cores (None outside a Dask worker: all cores)."""
+    with contextlib.suppress(ValueError, ImportError):
         from distributed import get_worker
 
-        return job.host_threads.get(_host(get_worker().address))
+        return host_threads.get(_host(get_worker().address))
     return None
 
 
@@ -118,7 +117,7 @@ def _context(job: BlockJob) -> _Context:
 
     key = job.key()
     if key not in _CONTEXTS:
-        net = _worker_model(job.model, job.device, _threads(job))
+        net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
         with open_raster(job.input) as ds:
             tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, job.tile_size, job.overlap)
             grid = working_grid(ds, net.card, job.resample)
@@ -327,8 +326,6 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
                 should_cancel: Callable[[], bool]) -> list[dict]:
     """Build the block graph, run it on the cluster and wait, reporting progress; summaries back."""
     import dask
-    from distributed import as_completed
-
     computed = {
         (b.row, b.col): dask.delayed(_compute_block, nout=4, pure=True)(job, b.row, b.col,
                                                                           dask_key_name=f"compute-{b.row}-{b.col}")
@@ -342,7 +339,15 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
         finished.append(dask.delayed(_finish_block, pure=True)(
             job, r, c, parts[0], left[1], up[2], corner[3], dask_key_name=f"finish-{r}-{c}"))
     futures = client.compute(finished, retries=2)
-    total, summaries = len(futures), []
+    return wait_for(client, futures, on_progress, should_cancel, what="a block")
+
+
+def wait_for(client: Any, futures: list, on_progress: Callable[[int, int], None],
+             should_cancel: Callable[[], bool], what: str) -> list:
+    """Results of ``futures`` as they come in, with progress; cancelling or a failure cancels the rest."""
+    from distributed import as_completed
+
+    total, results = len(futures), []
     on_progress(0, total)
     try:
         pending = as_completed(futures, with_results=True)
@@ -352,16 +357,16 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
             if not pending.has_ready():
                 time.sleep(0.1)
                 continue
-            for _, summary in pending.next_batch(block=False):
-                summaries.append(summary)
-                on_progress(len(summaries), total)
+            for _, result in pending.next_batch(block=False):
+                results.append(result)
+                on_progress(len(results), total)
     except BaseException as e:
         client.cancel(futures, force=True)
         if isinstance(e, AerialSegError | KeyboardInterrupt):
             raise
-        raise AerialSegError(f"the cluster failed to classify a block ({type(e).__name__}: {first_line(e)}); "
-                             "finished blocks are kept: rerun the same command to resume") from None
-    return summaries
+        raise AerialSegError(f"the cluster failed on {what} ({type(e).__name__}: {first_line(e)}); "
+                             "finished work is kept: rerun the same command to resume") from None
+    return results
 
 
 def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Path, conf: Path | None) -> None:

@@ -1,0 +1,215 @@
+"""Many inputs in one run: a folder or a glob of orthophotos -> one class raster each plus a VRT mosaic.
+
+Each input is classified on its own grid (a whole file is one unit of work: in this process, or one
+task per file on a Dask cluster). The class rasters are written into a hidden work folder and moved
+into the output folder together with a VRT mosaic of them (colour table, class names and class table
+included) only when every file is done: a failed or cancelled run leaves no output, and a rerun of
+the same job skips the files already done. Vectorising the mosaic gives polygons that are whole
+across the inputs' shared edges.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import rasterio
+
+from aerialseg.card import NODATA_CLASS, ModelCard, read_card
+from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
+from aerialseg.raster import CLASS_TABLE_TAG, style_files
+from aerialseg.style import colormap, raster_qml
+
+log = logging.getLogger("aerialseg")
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".img", ".vrt"}
+
+
+def expand_inputs(spec: str | Path) -> list[Path] | None:
+    """The rasters named by a folder or a glob pattern, sorted; None for a single raster."""
+    text = str(spec)
+    if Path(text).is_dir():
+        files = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"folder {text} holds no rasters ({', '.join(sorted(RASTER_SUFFIXES))})")
+    elif any(ch in text for ch in "*?[") and not text.startswith("/vsi"):
+        files = sorted(Path(p) for p in glob.glob(text) if Path(p).suffix.lower() in RASTER_SUFFIXES)
+        if not files:
+            raise InputError(f"no rasters match {text}")
+    else:
+        return None
+    stems = [p.stem for p in files]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise InputError(f"inputs share the file name(s) {', '.join(clash)}; their outputs would collide")
+    return files
+
+
+def mosaic_name(spec: str | Path) -> str:
+    """Name of a folder's (or a glob's) outputs: the folder's name."""
+    path = Path(str(spec))
+    return (path if path.is_dir() else path.parent).resolve().name or "mosaic"
+
+
+def output_paths(inputs: Sequence[Path], folder: Path, name: str) -> tuple[list[Path], Path]:
+    """The class raster of each input and the mosaic VRT, in ``folder``."""
+    return [folder / f"{p.stem}_landcover.tif" for p in inputs], folder / f"{name}_landcover.vrt"
+
+
+def classify_many(
+    inputs: Sequence[Path],
+    folder: Path,
+    name: str,
+    model: str | Path | None,
+    options: dict[str, Any],
+    *,
+    client: Any = None,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> tuple[list[Path], Path]:
+    """Classify every input into ``folder`` (one class raster each) and write their VRT mosaic.
+
+    Returns the class rasters and the VRT. ``options`` are :func:`aerialseg.classify`'s keyword options.
+    """
+    from aerialseg.runtime import resolve_model
+
+    model_path = str(resolve_model(model).resolve())  # type: ignore[arg-type]
+    card = read_card(Path(model_path))
+    rasters, vrt = output_paths(inputs, folder, name)
+    targets = [*rasters, vrt, *(s for r in (*rasters, vrt) for s in style_files(r))]
+    taken = [t for t in targets if t.exists()]
+    if taken and not overwrite:
+        raise OutputError(f"output {taken[0]} already exists; pass --overwrite (overwrite=True) to replace it")
+    work = _work_dir(folder, name, [str(p.resolve()) for p in inputs], model_path, options)
+    progress = on_progress or (lambda done, total: None)
+    cancel = should_cancel or (lambda: False)
+    started = time.perf_counter()
+    try:
+        jobs = [(str(src.resolve()), str(work / dst.name)) for src, dst in zip(inputs, rasters)]
+        if client is None:
+            _run_here(jobs, model_path, options, progress, cancel)
+        else:
+            _run_on_cluster(client, jobs, model_path, options, progress, cancel)
+        write_vrt([work / r.name for r in rasters], work / vrt.name, card)
+    except (Cancelled, KeyboardInterrupt):
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    for path in sorted(work.iterdir()):
+        if path.name != "job.json":
+            os.replace(path, folder / path.name)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("classified %d rasters in %.1f s -> %s", len(inputs), time.perf_counter() - started, vrt)
+    return rasters, vrt
+
+
+def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps([inputs, model, options], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    work = folder / f".{name}.aerialseg-work"
+    stamp = work / "job.json"
+    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text()).get("key") != key):
+        shutil.rmtree(work)
+    try:
+        work.mkdir(exist_ok=True)
+        stamp.write_text(json.dumps({"key": key}))
+    except OSError as e:
+        raise OutputError(f"cannot write in {folder}: {e.strerror or e}") from None
+    done = len(list(work.glob("*_landcover.tif")))
+    if done:
+        log.info("resuming: %d of %d rasters already done in %s", done, len(inputs), work)
+    return work
+
+
+def classify_file(src: str, dst: str, model: str, options: dict[str, Any]) -> str:
+    """Classify one input into ``dst`` unless an earlier run did (a task on a worker, or a loop step)."""
+    from aerialseg.distributed import _worker_model, worker_threads
+    from aerialseg.predict import classify
+
+    if not Path(dst).exists():
+        threads = options.get("threads") or worker_threads(options.get("host_threads", {}))
+        net = _worker_model(model, options.get("device", "auto"), threads)
+        opts = {k: v for k, v in options.items() if k not in ("device", "threads", "host_threads")}
+        classify(src, dst, net, **opts)
+    return dst
+
+
+def _run_here(jobs: list[tuple[str, str]], model: str, options: dict[str, Any],
+              progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> None:
+    progress(0, len(jobs))
+    for i, (src, dst) in enumerate(jobs):
+        if cancel():
+            raise Cancelled("cancelled by the user; no output was written")
+        classify_file(src, dst, model, options)
+        progress(i + 1, len(jobs))
+
+
+def _run_on_cluster(client: Any, jobs: list[tuple[str, str]], model: str, options: dict[str, Any],
+                    progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> None:
+    from aerialseg.distributed import host_threads, wait_for
+
+    opts = {**options, "host_threads": host_threads(client)}
+    futures = [client.submit(classify_file, src, dst, model, opts, key=f"classify-file-{i}", retries=2)
+               for i, (src, dst) in enumerate(jobs)]
+    wait_for(client, futures, progress, cancel, what="a raster")
+
+
+def write_vrt(rasters: Sequence[Path], vrt: Path, card: ModelCard) -> Path:
+    """A VRT mosaic of class rasters sharing one CRS, at the finest resolution, styled like a class raster."""
+    grids = []
+    for path in rasters:
+        try:
+            with rasterio.open(path) as ds:
+                grids.append((path, ds.crs, ds.transform, ds.width, ds.height))
+        except rasterio.errors.RasterioError as e:
+            raise RasterError(f"cannot open {path}: {first_line(e)}") from None
+    crs = grids[0][1]
+    if any(g[1] != crs for g in grids) or any(g[2].b or g[2].d for g in grids):
+        raise InputError("the inputs do not share one north-up CRS, so they cannot be mosaicked; "
+                         "classify them separately or reproject them first")
+    dx = min(g[2].a for g in grids)
+    dy = min(-g[2].e for g in grids)
+    bounds = [(t.c, t.f + h * t.e, t.c + w * t.a, t.f) for _, _, t, w, h in grids]
+    x0, y1 = min(b[0] for b in bounds), max(b[3] for b in bounds)
+    width = round((max(b[2] for b in bounds) - x0) / dx)
+    height = round((y1 - min(b[1] for b in bounds)) / dy)
+    sources = "".join(_vrt_source(path, t, w, h, x0, y1, dx, dy, vrt.parent) for path, _, t, w, h in grids)
+    colours = colormap(card)
+    entries = "".join('      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>\n'.format(*colours.get(i, (0, 0, 0, 0)))
+                      for i in range(256))
+    names = "".join(f"      <Category>{escape(c.name)}</Category>\n" for c in card.classes)
+    table = json.dumps([{"id": c.id, "name": c.name, "color": c.color} for c in card.classes])
+    srs = f"  <SRS>{escape(crs.to_wkt())}</SRS>\n" if crs else ""
+    text = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{srs}'
+        f"  <GeoTransform>{x0!r}, {dx!r}, 0, {y1!r}, 0, {-dy!r}</GeoTransform>\n"
+        f'  <Metadata>\n    <MDI key="{CLASS_TABLE_TAG}">{escape(table)}</MDI>\n'
+        f'    <MDI key="AERIALSEG_MODEL">{escape(card.name)}</MDI>\n  </Metadata>\n'
+        f'  <VRTRasterBand dataType="Byte" band="1">\n    <NoDataValue>{NODATA_CLASS}</NoDataValue>\n'
+        f"    <ColorInterp>Palette</ColorInterp>\n    <ColorTable>\n{entries}    </ColorTable>\n"
+        f"    <CategoryNames>\n{names}    </CategoryNames>\n{sources}  </VRTRasterBand>\n</VRTDataset>\n"
+    )
+    vrt.write_text(text, encoding="utf-8")
+    vrt.with_suffix(".qml").write_text(raster_qml(card), encoding="utf-8")
+    return vrt
+
+
+def _vrt_source(path: Path, t: Any, w: int, h: int, x0: float, y1: float, dx: float, dy: float, base: Path) -> str:
+    rel = os.path.relpath(path, base)
+    xo, yo = (t.c - x0) / dx, (y1 - t.f) / dy
+    xs, ys = w * t.a / dx, h * -t.e / dy
+    return (
+        f'    <ComplexSource>\n      <SourceFilename relativeToVRT="1">{escape(rel)}</SourceFilename>\n'
+        f"      <SourceBand>1</SourceBand>\n"
+        f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
+        f'      <DstRect xOff="{xo:.10g}" yOff="{yo:.10g}" xSize="{xs:.10g}" ySize="{ys:.10g}"/>\n'
+        f"      <NODATA>{NODATA_CLASS}</NODATA>\n    </ComplexSource>\n"
+    )
+
