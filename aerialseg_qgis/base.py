@@ -18,7 +18,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .engine import run_engine
+from .engine import configured_scheduler, run_engine
 from .layers import output_error, raster_source
 
 ICONS = Path(__file__).resolve().parent / "icons"
@@ -114,6 +114,11 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
                                                defaultValue=True),
                  "Resample the input on the fly to the ground resolution the model was trained at (results land "
                  "back on the input grid). Off: use the input at its own resolution.", advanced=True)
+        self.add(QgsProcessingParameterString("SCHEDULER", tr("Dask scheduler address"), optional=True,
+                                              defaultValue=configured_scheduler()),
+                 "Send the work to the Dask cluster at this scheduler (tcp://host:8786): workers read the input and "
+                 "write the result, so both must be on a filesystem they share. Empty: run on this machine. The "
+                 "default comes from Settings > Options > Processing > Providers > AerialSeg.", advanced=True)
 
     def model_args(self, parameters: dict, context: QgsProcessingContext) -> list:
         """Engine options for MODEL, DEVICE and the advanced tiling parameters."""
@@ -135,6 +140,9 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             args += ["--tta", tta]
         if not self.parameterAsBoolean(parameters, "RESAMPLE", context):
             args.append("--no-resample")
+        scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()
+        if scheduler:
+            args += ["--scheduler", scheduler]
         return args
 
     def add_vector_parameters(self) -> None:

@@ -23,6 +23,7 @@ from qgis.core import QgsProcessingException, QgsSettings
 ENV_VAR = "AERIALSEG_ENGINE"
 SETTING_NAME = "AERIALSEG_ENGINE"
 SETTING_KEY = "Processing/Configuration/" + SETTING_NAME
+SCHEDULER_SETTING = "AERIALSEG_SCHEDULER"  # a Dask scheduler address: runs go to that cluster
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the repository, when the plugin is (linked) inside it
 _BIN, _EXE = ("Scripts", "aerialseg.exe") if os.name == "nt" else ("bin", "aerialseg")
 # QGIS's environment describes QGIS's Python and GDAL; the engine brings its own.
@@ -47,6 +48,12 @@ class EngineNotFound(QgsProcessingException):
 def configured_engine() -> str:
     """The engine location from the provider setting ('' when not set)."""
     value = QgsSettings().value(SETTING_KEY, "")
+    return str(value or "").strip()
+
+
+def configured_scheduler() -> str:
+    """The Dask scheduler address from the provider setting ('' when not set: run on this machine)."""
+    value = QgsSettings().value("Processing/Configuration/" + SCHEDULER_SETTING, "")
     return str(value or "").strip()
 
 

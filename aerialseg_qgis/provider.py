@@ -8,7 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from .base import ICONS, tr
 from .check import CheckAlgorithm
 from .classify import ClassifyAlgorithm
-from .engine import SETTING_NAME
+from .engine import SCHEDULER_SETTING, SETTING_NAME
 from .evaluate import EvaluateAlgorithm
 from .layers import RASTER_EXTENSIONS, output_error
 from .map import MapAlgorithm
@@ -60,6 +60,10 @@ class AerialSegProvider(QgsProcessingProvider):
                 self.name(), SETTING_NAME,
                 tr("AerialSeg engine: the aerialseg program, or its environment's folder (empty: auto-detect)"),
                 "", valuetype=Setting.FILE))
+            ProcessingConfig.addSetting(Setting(
+                self.name(), SCHEDULER_SETTING,
+                tr("Dask scheduler address for classify and map, e.g. tcp://10.0.0.5:8786 (empty: this machine)"),
+                ""))
             ProcessingConfig.readSettings()
         self.refreshAlgorithms()
         return True
@@ -69,6 +73,7 @@ class AerialSegProvider(QgsProcessingProvider):
             from processing.core.ProcessingConfig import ProcessingConfig
 
             ProcessingConfig.removeSetting(SETTING_NAME)
+            ProcessingConfig.removeSetting(SCHEDULER_SETTING)
         except (ImportError, KeyError):
             pass
 

@@ -53,21 +53,20 @@ def main() -> None:
     print(f"class raster {lc}: {mp:.1f} MP; classes {classes}")
 
     stem = a.workdir / f"vectors_{lc.stem}"
+    outs = {name: Path(f"{stem}_{name.replace(' ', '_')}.gpkg") for name in ("aerialseg", "aerialseg raw", "gdal")}
+    common = ["--classes", classes, "--overwrite", "--progress", "none"]
     runs = {
-        "aerialseg": [AERIALSEG, "vectorize", lc, f"{stem}_aerialseg.gpkg", "--classes", classes],
-        "aerialseg raw": [AERIALSEG, "vectorize", lc, f"{stem}_aerialseg_raw.gpkg", "--classes", classes,
+        "aerialseg": [AERIALSEG, "vectorize", lc, outs["aerialseg"], *common],
+        "aerialseg raw": [AERIALSEG, "vectorize", lc, outs["aerialseg raw"], *common,
                           "--simplify", "0", "--min-area", "0"],
-        "gdal": [a.gdal_polygonize, "-q", lc, "-of", "GPKG", f"{stem}_gdal.gpkg", "classes", "class_id"],
+        "gdal": [a.gdal_polygonize, "-q", lc, "-of", "GPKG", outs["gdal"], "classes", "class_id"],
     }
     print(f"{'tool':<14} {'seconds':>8} {'MP/s':>7} {'peak MiB':>9} {'features':>9} {'s vs gdal':>9} "
           f"{'MiB vs gdal':>11}")
     results = {}
     for name, cmd in runs.items():
-        out = Path(cmd[4] if name == "gdal" else cmd[3])
-        out.unlink(missing_ok=True)  # gdal_polygonize.py appends to an existing file
-        if name != "gdal":
-            cmd += ["--overwrite", "--progress", "none"]
-        results[name] = (*run(cmd), feature_count(out))
+        outs[name].unlink(missing_ok=True)  # gdal_polygonize.py appends to an existing file
+        results[name] = (*run(cmd), feature_count(outs[name]))
     gt, grss, _ = results["gdal"]
     for name, (t, rss, n) in results.items():
         print(f"{name:<14} {t:>8.1f} {mp / t:>7.2f} {rss:>9.0f} {n:>9} {t / gt:>9.2f} {rss / grss:>11.2f}")
