@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,14 +17,27 @@ AERIALSEG = str(Path(sys.executable).with_name("aerialseg"))
 DEFAULT_WORKDIR = Path("/tmp/aerialseg-bench")
 
 
-def run(cmd: list[str], quiet: bool = False) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, ``ru_maxrss`` of the child) of one command run as a child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL if quiet else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"failed ({status}): {' '.join(map(str, cmd))}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+# A child's ru_maxrss starts at its parent's peak RSS at the fork (Linux keeps the forked copy's high-water
+# mark across exec), so commands are started by this small launcher (~10 MiB) rather than by the benchmark
+# itself, which holds a model or arrays; the launcher reports its child's ru_maxrss in KiB.
+_LAUNCH = (
+    "import os, sys; pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ); _, st, ru = os.wait4(pid, 0); "
+    "open(sys.argv[1], 'w').write(str(ru.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(st))"
+)
+
+
+def run(cmd: list, quiet: bool = False, check: bool = True) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, ``ru_maxrss``) of one command run as a child process."""
+    cmd = [str(c) for c in cmd]
+    with tempfile.NamedTemporaryFile("r") as f:
+        start = time.perf_counter()
+        status = subprocess.call([sys.executable, "-I", "-S", "-c", _LAUNCH, f.name, *cmd],
+                                 stdout=subprocess.DEVNULL if quiet else None)
+        seconds = time.perf_counter() - start
+        kib = f.read()
+    if status != 0 and check:
+        raise SystemExit(f"failed ({status}): {' '.join(cmd)}")
+    return seconds, int(kib or 0) / 1024
 
 
 def cached_mosaic(workdir: Path, size: int, gsd: float | None) -> Path:

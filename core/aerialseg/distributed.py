@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from aerialseg.card import ModelCard, read_card
@@ -218,6 +220,7 @@ class _PieceWriter:
         x1 = max(int(w.col_off + w.width) for w, _, _ in self.windows)
         y1 = max(int(w.row_off + w.height) for w, _, _ in self.windows)
         tmp = self.path.with_suffix(".tmp.tif")
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # pieces are plain pixel arrays
         profile = {"driver": "GTiff", "width": x1 - x0, "height": y1 - y0, "count": 2 if self.confidence else 1,
                    "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -266,11 +269,14 @@ def classify_on_cluster(
         if not any(s.get("valid", True) for s in summaries):
             shutil.rmtree(work, ignore_errors=True)
             raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+        assembling = time.perf_counter()
         _assemble(ds, card, tiles, job, out, conf)
     shutil.rmtree(work, ignore_errors=True)
     done = sum(not s["resumed"] for s in summaries)
-    log.info("classified %s on the cluster: %d blocks (%d from an earlier run) in %.1f s -> %s",
-             Path(str(input)).name, len(summaries), len(summaries) - done, time.perf_counter() - started, out)
+    now = time.perf_counter()
+    log.info("classified %s on the cluster: %d blocks (%d from an earlier run) in %.1f s, of which assembling "
+             "the output %.1f s -> %s", Path(str(input)).name, len(summaries), len(summaries) - done,
+             now - started, now - assembling, out)
     return out
 
 
@@ -380,6 +386,7 @@ def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Pat
 def _copy_piece(path: Path, writer: ClassRasterWriter, confidence: bool) -> None:
     if not path.exists():  # a block whose input pixels are all outside the input grid
         return
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
     with rasterio.open(path) as piece:
         x0, y0 = (int(v) for v in piece.tags()["ORIGIN"].split(","))
         for _, window in piece.block_windows(1):
