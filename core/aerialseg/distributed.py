@@ -220,10 +220,9 @@ class _PieceWriter:
         x1 = max(int(w.col_off + w.width) for w, _, _ in self.windows)
         y1 = max(int(w.row_off + w.height) for w, _, _ in self.windows)
         tmp = self.path.with_suffix(".tmp.tif")
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # pieces are plain pixel arrays
         profile = {"driver": "GTiff", "width": x1 - x0, "height": y1 - y0, "count": 2 if self.confidence else 1,
                    "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with _no_georef_warning(), rasterio.open(tmp, "w", **profile) as dst:
             dst.update_tags(ORIGIN=f"{x0},{y0}")
             for w, c, p in self.windows:
                 local = Window(w.col_off - x0, w.row_off - y0, w.width, w.height)
@@ -231,6 +230,14 @@ class _PieceWriter:
                 if self.confidence:
                     dst.write(p, 2, window=local)
         os.replace(tmp, self.path)
+
+
+@contextlib.contextmanager
+def _no_georef_warning() -> Iterator[None]:
+    """Pieces are plain pixel arrays: rasterio's warning about their missing georeferencing is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 # ---------------------------------------------------------------- client side
@@ -386,8 +393,7 @@ def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Pat
 def _copy_piece(path: Path, writer: ClassRasterWriter, confidence: bool) -> None:
     if not path.exists():  # a block whose input pixels are all outside the input grid
         return
-    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-    with rasterio.open(path) as piece:
+    with _no_georef_warning(), rasterio.open(path) as piece:
         x0, y0 = (int(v) for v in piece.tags()["ORIGIN"].split(","))
         for _, window in piece.block_windows(1):
             target = Window(window.col_off + x0, window.row_off + y0, window.width, window.height)
