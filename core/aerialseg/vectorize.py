@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyogrio
 import pyogrio.errors
+import rasterio
 import shapely
 from affine import Affine
 from rasterio.errors import RasterioError
@@ -46,6 +47,7 @@ from aerialseg.raster import check_output, ground_pixel_size, open_raster, read_
 log = logging.getLogger("aerialseg")
 DEFAULT_CLASSES = ("building", "road", "water")
 CHUNK = 5000  # final polygons of a class buffered before they are written
+READ_CACHE_MB = 16  # every block is read once: a bigger GDAL cache only grows memory with the raster
 ALIGN = 512  # class rasters are tiled 512 x 512: blocks of 512 px or more are whole tiles
 MAX_SIMPLIFY_AREA_CHANGE = 0.1  # simplified outlines changing the area more than this are not used
 MAX_SQUARING_AREA_CHANGE = 0.2  # ... nor squared outlines changing it more than this
@@ -104,7 +106,8 @@ def vectorize(
         try:
             writer = _Writer(tmpdir / out.name, selected, ds.crs.to_string() if ds.crs else None, frame,
                              min_area_m2, tol, regularize)
-            _polygonize(ds, selected, step, writer, on_progress, should_cancel or (lambda: False))
+            with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB):
+                _polygonize(ds, selected, step, writer, on_progress, should_cancel or (lambda: False))
             writer.close()
             os.replace(tmpdir / out.name, out)
         except AerialSegError:
