@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -271,7 +272,7 @@ def classify_on_cluster(
         try:
             summaries = _run_blocks(client, job, tiles, on_progress, should_cancel)
         except (Cancelled, KeyboardInterrupt):
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work_dir(work)
             raise
         if not any(s.get("valid", True) for s in summaries):
             shutil.rmtree(work, ignore_errors=True)
@@ -285,6 +286,15 @@ def classify_on_cluster(
              "the output %.1f s -> %s", Path(str(input)).name, len(summaries), len(summaries) - done,
              now - started, now - assembling, out)
     return out
+
+
+def remove_work_dir(work: Path, attempts: int = 10) -> None:
+    """Delete a cancelled run's work folder; a task still finishing on a worker may add a file meanwhile."""
+    for _ in range(attempts):
+        shutil.rmtree(work, ignore_errors=True)
+        if not work.exists():
+            return
+        time.sleep(0.2)
 
 
 def _model_path(model: str | Path | Model | None) -> str:
@@ -339,9 +349,10 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
                 should_cancel: Callable[[], bool]) -> list[dict]:
     """Build the block graph, run it on the cluster and wait, reporting progress; summaries back."""
     import dask
+    run = uuid.uuid4().hex[:12]  # task names unique to this run: Dask shares results between equal names
     computed = {
-        (b.row, b.col): dask.delayed(_compute_block, nout=4, pure=True)(job, b.row, b.col,
-                                                                          dask_key_name=f"compute-{b.row}-{b.col}")
+        (b.row, b.col): dask.delayed(_compute_block, nout=4, pure=True)(
+            job, b.row, b.col, dask_key_name=f"aerialseg-compute-{run}-{b.row}-{b.col}")
         for b in tiles.blocks()
     }
     none = (None, None, None, None)
@@ -350,7 +361,7 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
         left, up = computed.get((r, c - 1), none), computed.get((r - 1, c), none)
         corner = computed.get((r - 1, c - 1), none)
         finished.append(dask.delayed(_finish_block, pure=True)(
-            job, r, c, parts[0], left[1], up[2], corner[3], dask_key_name=f"finish-{r}-{c}"))
+            job, r, c, parts[0], left[1], up[2], corner[3], dask_key_name=f"aerialseg-finish-{run}-{r}-{c}"))
     futures = client.compute(finished, retries=2)
     return wait_for(client, futures, on_progress, should_cancel, what="a block")
 
@@ -410,11 +421,11 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
 
     Yields None when neither is given (run in this process).
     """
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
     if not workers and not scheduler:
         yield None
         return
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be at least 1, got {workers}")
     from distributed import Client, LocalCluster
 
     if scheduler:

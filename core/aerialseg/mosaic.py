@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ def classify_many(
             _run_on_cluster(client, jobs, model_path, options, progress, cancel)
         write_vrt([work / r.name for r in rasters], work / vrt.name, card)
     except (Cancelled, KeyboardInterrupt):
-        shutil.rmtree(work, ignore_errors=True)
+        from aerialseg.distributed import remove_work_dir
+
+        remove_work_dir(work)
         raise
     for path in sorted(work.iterdir()):
         if path.name != "job.json":
@@ -156,7 +159,8 @@ def _run_on_cluster(client: Any, jobs: list[tuple[str, str]], model: str, option
     from aerialseg.distributed import host_threads, wait_for
 
     opts = {**options, "host_threads": host_threads(client)}
-    futures = [client.submit(classify_file, src, dst, model, opts, key=f"classify-file-{i}", retries=2)
+    run = uuid.uuid4().hex[:12]  # task names unique to this run: Dask shares results between equal names
+    futures = [client.submit(classify_file, src, dst, model, opts, key=f"aerialseg-file-{run}-{i}", retries=2)
                for i, (src, dst) in enumerate(jobs)]
     wait_for(client, futures, progress, cancel, what="a raster")
 
