@@ -237,6 +237,20 @@ def test_classify_a_real_orthophoto_with_confidence(profile, colour_model, tmp_p
     assert "runtime: ONNX Runtime" in log and "aerialseg classify" in log  # the engine's log and command line
 
 
+def test_classify_on_a_dask_cluster_through_the_scheduler_parameter(profile, colour_model, tmp_path):
+    """SCHEDULER sends the work to a real Dask scheduler (TCP on loopback); the output is the same bytes."""
+    from distributed import LocalCluster
+
+    here, there = tmp_path / "here.tif", tmp_path / "there.tif"
+    run_alg(profile, "classify", INPUT=ORTHO, MODEL=colour_model, OUTPUT=here, RESAMPLE="false", TILE_SIZE=256)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        answer = run_alg(profile, "classify", INPUT=ORTHO, MODEL=colour_model, OUTPUT=there, RESAMPLE="false",
+                         TILE_SIZE=256, SCHEDULER=cluster.scheduler_address)
+    assert "on the cluster" in "\n".join(answer["log"]["info"])
+    assert there.read_bytes() == here.read_bytes()
+
+
 def test_classify_tiny_scene_matches_the_model_exactly(classes_tif, scene_tif):
     with rasterio.open(scene_tif) as src:
         np.testing.assert_array_equal(read_band(classes_tif), expected_classes(src.read()))
