@@ -194,7 +194,7 @@ def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *i
     for spill in filter(None, incoming):
         y, x, part = spill
         sums[:, y - block.y0 : y - block.y0 + part.shape[1], x - block.x0 : x - block.x0 + part.shape[2]] += part
-    classes, confidence = classes_from_sums(sums)
+    classes, confidence = classes_from_sums(sums, job.confidence)
     with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
         _write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
     return {"row": row, "col": col, "resumed": False, "valid": bool((classes != 255).any())}
