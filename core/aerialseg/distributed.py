@@ -266,6 +266,7 @@ def classify_on_cluster(
         tile, ov = _tile_geometry(card.tile_size, card.overlap, job.tile_size, job.overlap)
         grid = working_grid(ds, card, job.resample)
         tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
+        megapixels = ds.width * ds.height / 1e6
         work = _work_dir(out, job)
         job = BlockJob(**{**asdict(job), "work_dir": str(work)})
         started = time.perf_counter()
@@ -282,9 +283,9 @@ def classify_on_cluster(
     shutil.rmtree(work, ignore_errors=True)
     done = sum(not s["resumed"] for s in summaries)
     now = time.perf_counter()
-    log.info("classified %s on the cluster: %d blocks (%d from an earlier run) in %.1f s, of which assembling "
-             "the output %.1f s -> %s", Path(str(input)).name, len(summaries), len(summaries) - done,
-             now - started, now - assembling, out)
+    log.info("classified %s on the cluster: %d blocks (%d from an earlier run) in %.1f s (%.2f MP/s), of which "
+             "assembling the output %.1f s -> %s", Path(str(input)).name, len(summaries), len(summaries) - done,
+             now - started, megapixels / (now - started), now - assembling, out)
     return out
 
 
