@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sqlite3
@@ -106,6 +107,22 @@ def test_block_size_never_changes_the_output(tmp_path):
         out = vectorize(src, tmp_path / f"b{block}.gpkg", block_size=block, min_area_m2=0)
         for name in ("Building", "water"):
             assert same_polygons(layer(out, name).geometry, layer(ref, name).geometry)
+
+
+def test_a_giant_polygon_is_cut_once_it_is_taller_than_the_limit(tmp_path, monkeypatch):
+    """A river crossing the whole raster is written in pieces of at most MAX_OPEN_HEIGHT (+ a block row)
+    rows, cut at block-row edges, so that memory and time stay bounded; smaller polygons stay whole."""
+    monkeypatch.setattr(importlib.import_module("aerialseg.vectorize"), "MAX_OPEN_HEIGHT", 64)
+    a = np.full((200, 60), LAND, np.uint8)
+    a[:, 20:30] = WATER  # 200 rows tall
+    a[40:100, 40:50] = BUILDING  # 60 rows tall, across the seams at rows 64: stays whole
+    src = class_raster(tmp_path / "river.tif", a)
+    out = vectorize(src, tmp_path / "v.gpkg", block_size=32, min_area_m2=0, simplify_m=0)
+    rows = sorted((round((4000000 - g.bounds[3]) / 0.5), round((4000000 - g.bounds[1]) / 0.5))
+                  for g in layer(out, "water").geometry)
+    assert rows == [(0, 64), (64, 128), (128, 192), (192, 200)]  # cut at the first row edge past 64 rows
+    assert len(layer(out, "Building")) == 1
+    assert same_polygons(layer(out, "Building").geometry, whole_raster_polygons(src, BUILDING))
 
 
 @pytest.mark.parametrize("crs,transform", [

@@ -329,20 +329,24 @@ def _host(address: str) -> str:
 
 
 def _work_dir(out: Path, job: BlockJob) -> Path:
-    """The job's work folder next to the output; a folder left by an other job is replaced."""
-    work = out.parent / f".{out.name}.aerialseg-work"
+    """The job's work folder next to the output."""
+    work = work_folder(out.parent / f".{out.name}.aerialseg-work", job.key())
+    resumed = len(list(work.glob("piece_*.tif")))
+    if resumed:
+        log.info("resuming: %d blocks already done in %s", resumed, work)
+    return work
+
+
+def work_folder(work: Path, key: str) -> Path:
+    """Create (or keep, for resuming) a run's work folder; one left by a job with another ``key`` is replaced."""
     stamp = work / "job.json"
-    key = job.key()
     if work.exists() and (not stamp.exists() or json.loads(stamp.read_text()).get("key") != key):
         shutil.rmtree(work)
     try:
         work.mkdir(exist_ok=True)
-        stamp.write_text(json.dumps({"key": key, "job": asdict(job)}))
+        stamp.write_text(json.dumps({"key": key}))
     except OSError as e:
-        raise OutputError(f"cannot write in {out.parent}: {e.strerror or e}") from None
-    resumed = len(list(work.glob("piece_*.tif")))
-    if resumed:
-        log.info("resuming: %d blocks already done in %s", resumed, work)
+        raise OutputError(f"cannot write in {work.parent}: {e.strerror or e}") from None
     return work
 
 

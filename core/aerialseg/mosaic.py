@@ -115,16 +115,10 @@ def classify_many(
 
 
 def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: dict[str, Any]) -> Path:
+    from aerialseg.distributed import work_folder
+
     key = hashlib.sha256(json.dumps([inputs, model, options], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    work = folder / f".{name}.aerialseg-work"
-    stamp = work / "job.json"
-    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text()).get("key") != key):
-        shutil.rmtree(work)
-    try:
-        work.mkdir(exist_ok=True)
-        stamp.write_text(json.dumps({"key": key}))
-    except OSError as e:
-        raise OutputError(f"cannot write in {folder}: {e.strerror or e}") from None
+    work = work_folder(folder / f".{name}.aerialseg-work", key)
     done = len(list(work.glob("*_landcover.tif")))
     if done:
         log.info("resuming: %d of %d rasters already done in %s", done, len(inputs), work)

@@ -4,7 +4,11 @@ The raster is polygonised block by block (4-connectivity). Polygons inside a blo
 polygons touching an internal block edge wait until their block row is done, are merged with their
 neighbours across the seam (``union_all``, then split into parts, so pieces that meet only at a
 corner stay apart, as within a block) and are final once they no longer touch the next block row. The
-result is the same as polygonising the whole raster in one go, whatever the block size.
+result is the same as polygonising the whole raster in one go, whatever the block size, with one
+exception that keeps memory and time bounded: a polygon still open after spanning ``MAX_OPEN_HEIGHT``
+rows (8192 px: a continent of "land", a river system) is written as it is at the edge of the block
+row it has reached, and its continuation below starts a new polygon — the way OpenStreetMap's land
+and water polygons are split. Polygons of buildings, roads and fields are never that tall.
 
 Final polygons are filtered by area, then simplified and (for buildings) squared in a local metric
 frame: the pixel grid scaled by the true ground size of a pixel, so tolerances are real metres and
@@ -47,6 +51,7 @@ from aerialseg.raster import check_output, ground_pixel_size, open_raster, read_
 log = logging.getLogger("aerialseg")
 DEFAULT_CLASSES = ("building", "road", "water")
 CHUNK = 5000  # final polygons of a class buffered before they are written
+MAX_OPEN_HEIGHT = 8192  # px: a polygon taller than this is cut at a block row's edge (bounds memory and time)
 READ_CACHE_MB = 16  # every block is read once: a bigger GDAL cache only grows memory with the raster
 ALIGN = 512  # class rasters are tiled 512 x 512: blocks of 512 px or more are whole tiles
 MAX_SIMPLIFY_AREA_CHANGE = 0.1  # simplified outlines changing the area more than this are not used
@@ -214,7 +219,9 @@ def _polygonize(ds: Any, selected: list[ClassInfo], step: int, writer: _Writer,
             if polys:
                 merged = shapely.get_parts(shapely.union_all(polys))
                 merged = shapely.simplify(merged, 0)  # drop the vertices left on the seams
-                waiting = (shapely.bounds(merged)[:, 3] == row_end) & (row_end < ds.height)
+                bounds = shapely.bounds(merged)
+                waiting = (bounds[:, 3] == row_end) & (row_end < ds.height)
+                waiting &= row_end - bounds[:, 1] < MAX_OPEN_HEIGHT  # a giant polygon is cut here, not held
                 pending[cid] = list(merged[waiting])
                 writer.add(cid, merged[~waiting])
 
