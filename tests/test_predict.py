@@ -218,3 +218,23 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error(rgb_tif, colour_model, t
     with pytest.raises(ModelError, match="cuda"):
         classify(rgb_tif, tmp_path / "a.tif", colour_model, device="cuda")
     assert not (tmp_path / "a.tif").exists()
+
+
+def test_classes_from_sums_matches_argmax_with_ties_and_uncovered_pixels():
+    """The plane-by-plane arg-max equals numpy's argmax (ties -> lowest id), uncovered pixels are nodata,
+    and confidence is floor(100 * largest / total)."""
+    from aerialseg.predict import classes_from_sums
+
+    rng = np.random.default_rng(3)
+    core = rng.integers(0, 2**26, (5, 64, 80), dtype=np.uint32)
+    core[:, :4, :4] = 0  # no tile covered these
+    core[3, 10:20, 10:20] = core[1, 10:20, 10:20] = 2**27  # ties between classes 1 and 3
+    classes, confidence = classes_from_sums(core)
+    expected = core.argmax(axis=0).astype(np.uint8)
+    expected[:4, :4] = 255
+    np.testing.assert_array_equal(classes, expected)
+    total, best = core.sum(axis=0, dtype=np.uint64), core.max(axis=0).astype(np.uint64)
+    np.testing.assert_array_equal(confidence, np.where(total > 0, 100 * best // np.maximum(total, 1), 0))
+    assert classes[15, 15] == 1
+    np.testing.assert_array_equal(classes_from_sums(core, confidence=False)[0], classes)
+    assert classes_from_sums(core, confidence=False)[1] is None

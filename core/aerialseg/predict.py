@@ -251,10 +251,10 @@ def classes_from_sums(core: np.ndarray, confidence: bool = True) -> tuple[np.nda
     for k in range(1, core.shape[0]):
         np.copyto(classes, np.uint8(k), where=core[k] > best)  # strict: a tie keeps the lower id, like argmax
         np.maximum(best, core[k], out=best)
-    total = core.sum(axis=0, dtype=np.uint64)
-    classes[total == 0] = NODATA_CLASS
+    classes[best == 0] = NODATA_CLASS  # no tile covered it (sums are >= 0: the largest is 0 only if all are)
     if not confidence:
         return classes, None
+    total = core.sum(axis=0, dtype=np.uint64)
     # floor(100 best / total) in float64 is exact: both are integers below 2^36, the quotient at most 100.
     percent = (best * np.float64(100) / np.maximum(total, 1)).astype(np.uint8)
     return classes, percent
