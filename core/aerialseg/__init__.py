@@ -8,7 +8,7 @@ import os
 
 # GDAL's block cache defaults to 5% of RAM and fills with every block read and written, so a long run's
 # memory would grow with the raster. Bound it (before GDAL first uses it) unless the user chose a size.
-os.environ.setdefault("GDAL_CACHEMAX", "128")
+os.environ.setdefault("GDAL_CACHEMAX", "64")
 
 from aerialseg.card import ClassInfo, ModelCard, read_card  # noqa: E402
 from aerialseg.errors import AerialSegError, Cancelled, InputError, ModelError, OutputError, RasterError  # noqa: E402
