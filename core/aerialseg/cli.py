@@ -209,11 +209,10 @@ def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
-    from aerialseg.card import read_card
     from aerialseg.distributed import cluster_client
     from aerialseg.mosaic import expand_inputs, mosaic_name, output_paths
     from aerialseg.raster import check_output, style_files
-    from aerialseg.runtime import resolve_model
+    from aerialseg.runtime import model_card, resolve_model
     from aerialseg.vectorize import vectorize
 
     inputs = expand_inputs(args.input)
@@ -230,7 +229,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     written = [p for r in (*rasters, raster) for p in (r, *style_files(r)) if not p.exists()]
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
-        card = read_card(resolve_model(args.model))
+        card = model_card(args.model)
         for name in _vectorize_options(args).get("classes", []):
             if isinstance(name, str):
                 card.class_by_name(name)  # a typo fails now, not after classifying
@@ -246,6 +245,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
 
                 classify_many(inputs, folder, mosaic_name(args.input), args.model, _classify_options(args),
                               client=client, overwrite=args.overwrite, on_progress=rep.progress("classify", "file"))
+                written = [p for r in (*rasters, raster) for p in (r, *style_files(r))]  # all this run's now
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
                   on_progress=rep.progress("vectorize", "block"))
     except BaseException:

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 import warnings
@@ -39,7 +40,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from aerialseg.card import ModelCard, read_card
+from aerialseg.card import ModelCard
 from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import (
     ClassRasterWriter,
@@ -49,10 +50,11 @@ from aerialseg.raster import (
     open_raster,
     working_grid,
 )
-from aerialseg.runtime import Model, load_model
+from aerialseg.runtime import Model, load_model, model_card
 from aerialseg.tiling import TileGrid
 
 log = logging.getLogger("aerialseg")
+WORKER_WAIT_S = 60  # how long a run waits for an existing scheduler's first worker
 Spill = tuple[int, int, np.ndarray]  # (y0, x0, sums) of a margin spilled into another block
 
 
@@ -76,7 +78,7 @@ class BlockJob:
 
     def key(self) -> str:
         """A digest of what decides the output (not where or how fast it runs)."""
-        what = {k: v for k, v in asdict(self).items() if k not in ("work_dir", "threads", "host_threads", "device")}
+        what = {k: v for k, v in asdict(self).items() if k not in ("work_dir", "threads", "host_threads")}
         for path in (self.input, self.model):
             with contextlib.suppress(OSError):
                 st = os.stat(path)
@@ -87,9 +89,17 @@ class BlockJob:
 # ---------------------------------------------------------------- worker side
 
 
-@functools.lru_cache(maxsize=4)
+_MODEL_LOCK = threading.Lock()
+
+
 def _worker_model(path: str, device: str, threads: int | None) -> Model:
     """One model per worker process, loaded with the first block that needs it."""
+    with _MODEL_LOCK:
+        return _cached_model(path, device, threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str, device: str, threads: int | None) -> Model:
     return load_model(path, device, threads)
 
 
@@ -112,6 +122,7 @@ class _Context:
 
 
 _CONTEXTS: dict[str, _Context] = {}
+_CONTEXT_LOCK = threading.Lock()
 
 
 def _context(job: BlockJob) -> _Context:
@@ -119,16 +130,17 @@ def _context(job: BlockJob) -> _Context:
     from aerialseg.predict import _tile_geometry
 
     key = job.key()
-    if key not in _CONTEXTS:
-        net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
-        with open_raster(job.input) as ds:
-            tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, job.tile_size, job.overlap)
-            grid = working_grid(ds, net.card, job.resample)
-            gain, offset = normalisation(ds, net.card)
-        tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
-        _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
-        _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
-    return _CONTEXTS[key]
+    with _CONTEXT_LOCK:  # a worker may run several tasks at once, in threads
+        if key not in _CONTEXTS:
+            net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
+            with open_raster(job.input) as ds:
+                tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, job.tile_size, job.overlap)
+                grid = working_grid(ds, net.card, job.resample)
+                gain, offset = normalisation(ds, net.card)
+            tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
+            _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
+            _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
+        return _CONTEXTS[key]
 
 
 def _piece_path(job: BlockJob, row: int, col: int) -> Path:
@@ -170,7 +182,7 @@ def _save_spills(path: Path, spills: list[Spill | None]) -> None:
     for i, spill in enumerate(spills):
         if spill is not None:
             arrays[f"s{i}"], arrays[f"o{i}"] = spill[2], np.array(spill[:2])
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, path)
 
@@ -191,13 +203,14 @@ def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *i
         return {"row": row, "col": col, "resumed": True}
     ctx = _context(job)
     block = ctx.tiles.block_at(row, col)
+    sums = sums.copy()  # the compute task's result: a retried finish must start from it unchanged
     for spill in filter(None, incoming):
         y, x, part = spill
         sums[:, y - block.y0 : y - block.y0 + part.shape[1], x - block.x0 : x - block.x0 + part.shape[2]] += part
     classes, confidence = classes_from_sums(sums, job.confidence)
     with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
         _write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
-    return {"row": row, "col": col, "resumed": False, "valid": bool((classes != 255).any())}
+    return {"row": row, "col": col, "resumed": False, "valid": bool((classes != 255).any()), "written": piece.exists()}
 
 
 class _PieceWriter:
@@ -220,7 +233,7 @@ class _PieceWriter:
         y0 = min(int(w.row_off) for w, _, _ in self.windows)
         x1 = max(int(w.col_off + w.width) for w, _, _ in self.windows)
         y1 = max(int(w.row_off + w.height) for w, _, _ in self.windows)
-        tmp = self.path.with_suffix(".tmp.tif")
+        tmp = self.path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp.tif")
         profile = {"driver": "GTiff", "width": x1 - x0, "height": y1 - y0, "count": 2 if self.confidence else 1,
                    "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
         with _no_georef_warning(), rasterio.open(tmp, "w", **profile) as dst:
@@ -258,7 +271,7 @@ def classify_on_cluster(
     net_path = _model_path(model)
     job = BlockJob(input=_absolute(input), model=net_path, work_dir="", confidence=conf is not None,
                    host_threads=host_threads(client), **options)
-    card = read_card(Path(net_path))  # the workers load the model itself
+    card = model_card(net_path)  # the workers load the model itself
     with open_raster(input) as ds:
         from aerialseg.predict import _tile_geometry
 
@@ -272,14 +285,14 @@ def classify_on_cluster(
         started = time.perf_counter()
         try:
             summaries = _run_blocks(client, job, tiles, on_progress, should_cancel)
+            if not any(s.get("valid", True) for s in summaries):
+                remove_work_dir(work)
+                raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+            assembling = time.perf_counter()
+            _assemble(ds, card, tiles, job, out, conf, summaries)
         except (Cancelled, KeyboardInterrupt):
             remove_work_dir(work)
             raise
-        if not any(s.get("valid", True) for s in summaries):
-            shutil.rmtree(work, ignore_errors=True)
-            raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
-        assembling = time.perf_counter()
-        _assemble(ds, card, tiles, job, out, conf)
     shutil.rmtree(work, ignore_errors=True)
     done = sum(not s["resumed"] for s in summaries)
     now = time.perf_counter()
@@ -318,10 +331,11 @@ def _absolute(path: str | Path) -> str:
 def host_threads(client: Any) -> dict[str, int]:
     """ONNX Runtime threads per worker on each host, so that workers x threads fits the host's cores."""
     cores = client.run(os.cpu_count)  # worker address -> cores of its machine
-    per_host: dict[str, list[int]] = {}
-    for address, n in cores.items():
-        per_host.setdefault(_host(address), []).append(n or 1)
-    return {host: max(1, counts[0] // len(counts)) for host, counts in per_host.items()}
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    tasks: dict[str, int] = {}  # tasks that can run at once on each host (worker threads)
+    for address in cores:
+        tasks[_host(address)] = tasks.get(_host(address), 0) + int(workers.get(address, {}).get("nthreads", 1))
+    return {_host(a): max(1, (n or 1) // tasks[_host(a)]) for a, n in cores.items()}
 
 
 def _host(address: str) -> str:
@@ -331,7 +345,7 @@ def _host(address: str) -> str:
 def _work_dir(out: Path, job: BlockJob) -> Path:
     """The job's work folder next to the output."""
     work = work_folder(out.parent / f".{out.name}.aerialseg-work", job.key())
-    resumed = len(list(work.glob("piece_*.tif")))
+    resumed = sum(".tmp." not in p.name for p in work.glob("piece_*.tif"))
     if resumed:
         log.info("resuming: %d blocks already done in %s", resumed, work)
     return work
@@ -340,14 +354,21 @@ def _work_dir(out: Path, job: BlockJob) -> Path:
 def work_folder(work: Path, key: str) -> Path:
     """Create (or keep, for resuming) a run's work folder; one left by a job with another ``key`` is replaced."""
     stamp = work / "job.json"
-    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text()).get("key") != key):
-        shutil.rmtree(work)
     try:
+        if work.exists() and _stamp_key(stamp) != key:
+            shutil.rmtree(work)
         work.mkdir(exist_ok=True)
         stamp.write_text(json.dumps({"key": key}))
     except OSError as e:
         raise OutputError(f"cannot write in {work.parent}: {e.strerror or e}") from None
     return work
+
+
+def _stamp_key(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callable[[int, int], None],
@@ -398,8 +419,13 @@ def wait_for(client: Any, futures: list, on_progress: Callable[[int, int], None]
     return results
 
 
-def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Path, conf: Path | None) -> None:
+def _assemble(ds: Any, card: ModelCard, tiles: TileGrid, job: BlockJob, out: Path, conf: Path | None,
+              summaries: list[dict]) -> None:
     """Copy the pieces, in block order, into the class raster (and confidence raster) and commit."""
+    for s in summaries:
+        if s.get("written") and not _piece_path(job, s["row"], s["col"]).exists():
+            raise OutputError(f"the workers wrote {_piece_path(job, s['row'], s['col'])} but it is not here: the "
+                              f"output folder must be on a filesystem the workers share with this machine")
     with ClassRasterWriter(out, ds, card, conf) as writer:
         for block in tiles.blocks():
             _copy_piece(_piece_path(job, block.row, block.col), writer, conf is not None)
@@ -438,6 +464,12 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
             client = Client(scheduler, timeout=15)
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(e)}") from None
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (OSError, TimeoutError):
+            client.close()
+            raise InputError(f"the Dask scheduler at {scheduler} has no workers (waited {WORKER_WAIT_S} s); "
+                             "start some with 'dask worker " + scheduler + "'") from None
         log.info("Dask scheduler %s: %d workers; dashboard %s", scheduler,
                  len(client.scheduler_info()["workers"]), client.dashboard_link)
         with client:

@@ -25,7 +25,8 @@ from xml.sax.saxutils import escape
 
 import rasterio
 
-from aerialseg.card import NODATA_CLASS, ModelCard, read_card
+from aerialseg import __version__
+from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import CLASS_TABLE_TAG, style_files
 from aerialseg.style import colormap, raster_qml
@@ -37,6 +38,8 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".img", ".v
 def expand_inputs(spec: str | Path) -> list[Path] | None:
     """The rasters named by a folder or a glob pattern, sorted; None for a single raster."""
     text = str(spec)
+    if Path(text).is_file():  # a file whose name merely contains [ ] or *
+        return None
     if Path(text).is_dir():
         files = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
         if not files:
@@ -57,7 +60,10 @@ def expand_inputs(spec: str | Path) -> list[Path] | None:
 def mosaic_name(spec: str | Path) -> str:
     """Name of a folder's (or a glob's) outputs: the folder's name."""
     path = Path(str(spec))
-    return (path if path.is_dir() else path.parent).resolve().name or "mosaic"
+    folder = path if path.is_dir() else path.parent
+    while any(ch in folder.name for ch in "*?["):  # a glob's first folder without wildcards
+        folder = folder.parent
+    return folder.resolve().name or "mosaic"
 
 
 def output_paths(inputs: Sequence[Path], folder: Path, name: str) -> tuple[list[Path], Path]:
@@ -81,10 +87,10 @@ def classify_many(
 
     Returns the class rasters and the VRT. ``options`` are :func:`aerialseg.classify`'s keyword options.
     """
-    from aerialseg.runtime import resolve_model
+    from aerialseg.runtime import model_card, resolve_model
 
     model_path = str(resolve_model(model).resolve())  # type: ignore[arg-type]
-    card = read_card(Path(model_path))
+    card = model_card(model_path)
     rasters, vrt = output_paths(inputs, folder, name)
     targets = [*rasters, vrt, *(s for r in (*rasters, vrt) for s in style_files(r))]
     taken = [t for t in targets if t.exists()]
@@ -106,9 +112,10 @@ def classify_many(
 
         remove_work_dir(work)
         raise
-    for path in sorted(work.iterdir()):
-        if path.name != "job.json":
-            os.replace(path, folder / path.name)
+    for target in (*rasters, vrt):  # only the outputs: a killed task's hidden leftovers stay behind
+        for path in (target, *style_files(target)):
+            if (work / path.name).exists():
+                os.replace(work / path.name, path)
     shutil.rmtree(work, ignore_errors=True)
     log.info("classified %d rasters in %.1f s -> %s", len(inputs), time.perf_counter() - started, vrt)
     return rasters, vrt
@@ -117,7 +124,9 @@ def classify_many(
 def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: dict[str, Any]) -> Path:
     from aerialseg.distributed import work_folder
 
-    key = hashlib.sha256(json.dumps([inputs, model, options], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    stats = [[st.st_size, st.st_mtime_ns] for st in map(os.stat, [*inputs, model])]  # a changed file is a new job
+    what = [inputs, model, options, stats, __version__]
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     work = work_folder(folder / f".{name}.aerialseg-work", key)
     done = len(list(work.glob("*_landcover.tif")))
     if done:
@@ -169,6 +178,9 @@ def write_vrt(rasters: Sequence[Path], vrt: Path, card: ModelCard) -> Path:
         except rasterio.errors.RasterioError as e:
             raise RasterError(f"cannot open {path}: {first_line(e)}") from None
     crs = grids[0][1]
+    if crs is None or any(g[2].a <= 0 or g[2].e >= 0 for g in grids):
+        raise InputError("the inputs are not georeferenced (no CRS or no north-up transform), so they cannot be "
+                         "mosaicked; classify them one by one")
     if any(g[1] != crs for g in grids) or any(g[2].b or g[2].d for g in grids):
         raise InputError("the inputs do not share one north-up CRS, so they cannot be mosaicked; "
                          "classify them separately or reproject them first")

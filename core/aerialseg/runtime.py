@@ -97,6 +97,14 @@ def load_model(spec: str | Path | None = None, device: str = "auto", threads: in
     return OnnxModel(path, device, threads)
 
 
+def model_card(spec: str | Path | None) -> ModelCard:
+    """The card of a bundled model name or model file (ONNX or PyTorch checkpoint), without a session."""
+    path = resolve_model(spec)
+    if path.suffix.lower() in _TORCH_SUFFIXES:
+        return TorchModel(path, "cpu").card
+    return read_card(path)
+
+
 def gpu_present() -> bool:
     """True if an NVIDIA GPU device node exists (cheap check before trying CUDA)."""
     return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()

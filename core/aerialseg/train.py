@@ -246,6 +246,14 @@ def _init_checkpoint(config: TrainConfig, num_classes: int) -> dict[str, Any]:
     return init
 
 
+def _check_init_classes(init: dict[str, Any], classes: tuple[ClassInfo, ...]) -> None:
+    """The starting weights must predict the same classes in the same order."""
+    have = [c.get("name") for c in init.get("card", {}).get("classes", [])]
+    if have != [c.name for c in classes]:
+        raise InputError(f"--init-weights: the checkpoint's classes {have} are not this data set's "
+                         f"{[c.name for c in classes]}")
+
+
 def train(
     config: TrainConfig,
     on_progress: Callable[[float, str], None] | None = None,
@@ -267,6 +275,8 @@ def train(
     train_samples, val_samples, classes = _data(config)
     k = len(classes)
     init = _init_checkpoint(config, k) if state is None and config.init_weights else None
+    if init is not None:
+        _check_init_classes(init, classes)
     if state is not None:
         mean, std = state["card"]["mean"], state["card"]["std"]
     elif init is not None:
