@@ -554,3 +554,27 @@ def test_bad_cluster_options_give_one_clean_error(bad_runs, case, words):
 def test_zero_workers_is_a_user_error(bad_runs, case):
     r, output = bad_runs[case]
     assert "--workers must be at least 1" in _assert_one_clean_error(r, output)
+
+
+def test_inputs_names_and_mosaic_rules(tmp_path):
+    """A file whose name holds glob characters is one raster; a glob's outputs take the folder's name;
+    rasters without georeferencing cannot be mosaicked (one-line InputError)."""
+    import rasterio
+
+    from aerialseg.card import ClassInfo, ModelCard
+    from aerialseg.errors import InputError
+    from aerialseg.mosaic import expand_inputs, mosaic_name, write_vrt
+
+    odd = tmp_path / "ortho[2023].tif"
+    plain = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8"}
+    for path in (odd, tmp_path / "b.tif"):
+        with rasterio.open(path, "w", **plain) as ds:
+            ds.write(np.zeros((1, 8, 8), np.uint8))
+    assert expand_inputs(odd) is None
+    assert expand_inputs(tmp_path / "*.tif") == sorted([odd, tmp_path / "b.tif"])
+    assert mosaic_name(tmp_path / "*.tif") == tmp_path.name
+    (tmp_path / "2023a").mkdir()
+    assert mosaic_name(tmp_path / "2023*" / "*.tif") == tmp_path.name
+    card = ModelCard(name="m", classes=(ClassInfo(0, "a", "#000000"),))
+    with pytest.raises(InputError, match="not georeferenced"):
+        write_vrt([odd, tmp_path / "b.tif"], tmp_path / "m.vrt", card)

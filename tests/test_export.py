@@ -110,3 +110,25 @@ def test_checkpoint_and_its_onnx_export_classify_alike(checkpoint, tmp_path):
     by_onnx = aerialseg.classify(src, tmp_path / "onnx.tif", onnx_path, tile_size=64, overlap=16)
     with rasterio.open(by_torch) as a, rasterio.open(by_onnx) as b:
         assert (a.read(1) == b.read(1)).mean() > 0.999
+
+
+def test_a_checkpoint_maps_a_folder_and_its_card_is_read_without_a_session(checkpoint, tmp_path):
+    """model_card() reads a PyTorch checkpoint's card; 'map' on a folder runs the checkpoint itself."""
+    import rasterio
+
+    from aerialseg.cli import main
+    from aerialseg.runtime import model_card
+
+    assert list(model_card(checkpoint).class_names) == ["building", "land", "road", "vegetation", "water"]
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    profile = {"driver": "GTiff", "width": 48, "height": 40, "count": 3, "dtype": "uint8", "crs": "EPSG:32633"}
+    for i in range(2):  # two neighbouring tiles
+        transform = rasterio.transform.from_origin(500000 + 48 * i, 4000000, 1.0, 1.0)
+        with rasterio.open(tiles / f"t{i}.tif", "w", transform=transform, **profile) as ds:
+            ds.write(np.random.default_rng(i).integers(0, 255, (3, 40, 48), dtype=np.uint8))
+    assert main(["map", str(tiles), str(tmp_path / "out"), "--model", str(checkpoint), "--no-resample",
+                 "--classes", "building,water", "--progress", "none"]) == 0
+    with rasterio.open(tmp_path / "out" / "tiles_landcover.vrt") as vrt:
+        assert (vrt.width, vrt.height) == (96, 40) and vrt.tags()["AERIALSEG_MODEL"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["t0_landcover.tif", "t1_landcover.tif"]
