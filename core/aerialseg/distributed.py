@@ -171,7 +171,8 @@ def _compute_block(job: BlockJob, row: int, col: int) -> tuple[Any, ...]:
         if b.images is not None:
             run._add(sums, block, b.tiles, _predict(ctx.net, b.images, job.tta))
     run._pass_spills(block, sums)
-    out = {(dr, dc): run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))}
+    out: dict[tuple[int, int], Any] = {  # arrays: no spill_dir here
+        (dr, dc): run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))}
     _save_spills(saved, [out[k] for k in sorted(out)])
     core = np.ascontiguousarray(sums[:, : block.height, : block.width])
     return core, out[(0, 1)], out[(1, 0)], out[(1, 1)]

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -109,15 +110,16 @@ def classify(
         return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
                                    should_cancel or (lambda: False))
     started = time.perf_counter()
-    with open_raster(input) as ds:
+    with contextlib.ExitStack() as stack, open_raster(input) as ds:
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
         tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
         check_bands(ds, net.card, input)
         grid = working_grid(ds, net.card, resample)
         gain, offset = normalisation(ds, net.card)
         tiles = TileGrid.create(grid.height, grid.width, tile, ov, block_size)
+        spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
-                   confidence=conf is not None)
+                   confidence=conf is not None, spill_dir=spills)
         batch = batch_size or (8 if net.device == "cuda" else 1)
         batches = _prefetched(lambda: _tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch))
         with ClassRasterWriter(out, ds, net.card, conf) as writer:
@@ -189,7 +191,8 @@ class _Run:
     confidence: bool = False  # also work out the confidence of each pixel
     predicted: int = 0
     skipped: int = 0
-    pending: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = field(default_factory=dict)
+    pending: dict[tuple[int, int], list[tuple[int, int, np.ndarray | Path]]] = field(default_factory=dict)
+    spill_dir: Path | None = None  # margins for the next block row wait here, on disk, not in memory
 
     def blocks(self, batches: Iterator[_Batch]) -> Iterator[tuple[Block, np.ndarray, np.ndarray | None]]:
         """Consume batches in block order; yield (block, class ids, confidence %) per finished block."""
@@ -217,6 +220,9 @@ class _Run:
         w = min(self.tiles.block + self.tiles.overlap, self.tiles.width - block.x0)
         sums = np.zeros((len(self.net.card.classes), h, w), dtype=np.uint32)
         for y, x, piece in self.pending.pop((block.row, block.col), []):
+            if isinstance(piece, Path):  # spooled to disk by _pass_spills
+                path, piece = piece, np.load(piece)
+                path.unlink()
             sums[:, y - block.y0 : y - block.y0 + piece.shape[1], x - block.x0 : x - block.x0 + piece.shape[2]] += piece
         return sums
 
@@ -240,7 +246,11 @@ class _Run:
         for dr, dc, piece in ((0, 1, sums[:, :h, w:]), (1, 0, sums[:, h:, :w]), (1, 1, sums[:, h:, w:])):
             if piece.size:
                 key = (block.row + dr, block.col + dc)
-                self.pending.setdefault(key, []).append((block.y0 + dr * h, block.x0 + dc * w, piece.copy()))
+                kept: np.ndarray | Path = piece.copy()
+                if dr and self.spill_dir is not None:  # waits a whole block row: O(width) memory otherwise
+                    kept = self.spill_dir / f"{block.row}_{block.col}_{dc}.npy"
+                    np.save(kept, piece)
+                self.pending.setdefault(key, []).append((block.y0 + dr * h, block.x0 + dc * w, kept))
 
 
 def classes_from_sums(core: np.ndarray, confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
