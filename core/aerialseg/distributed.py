@@ -54,6 +54,7 @@ from aerialseg.runtime import Model, load_model, model_card
 from aerialseg.tiling import TileGrid
 
 log = logging.getLogger("aerialseg")
+POLL_S = 0.1  # how often the client looks at the cluster's progress (and at a cancel)
 WORKER_WAIT_S = 60  # how long a run waits for an existing scheduler's first worker
 Spill = tuple[int, int, np.ndarray]  # (y0, x0, sums) of a margin spilled into another block
 
@@ -396,20 +397,20 @@ def _run_blocks(client: Any, job: BlockJob, tiles: TileGrid, on_progress: Callab
 def wait_for(client: Any, futures: list, on_progress: Callable[[int, int], None],
              should_cancel: Callable[[], bool], what: str) -> list:
     """Results of ``futures`` as they come in, with progress; cancelling or a failure cancels the rest."""
-    from distributed import as_completed
-
-    total, results = len(futures), []
+    total, results, pending = len(futures), [], list(futures)
     on_progress(0, total)
     try:
-        pending = as_completed(futures, with_results=True)
-        while not pending.is_empty():
+        while pending:
             if should_cancel():
                 raise Cancelled("cancelled by the user; no output was written")
-            if not pending.has_ready():
-                time.sleep(0.1)
+            done = [f for f in pending if f.done()]  # polled: a cancel is noticed within POLL_S
+            if not done:
+                time.sleep(POLL_S)
                 continue
-            for _, result in pending.next_batch(block=False):
-                results.append(result)
+            finished = {id(f) for f in done}
+            pending = [f for f in pending if id(f) not in finished]
+            for future in done:
+                results.append(future.result())  # raises the task's error, if it failed
                 on_progress(len(results), total)
     except BaseException as e:
         client.cancel(futures, force=True)
