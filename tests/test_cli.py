@@ -150,7 +150,7 @@ def test_top_level_help_and_version(help_runs):
     for command in COMMANDS:
         assert command in r.stdout
     r = help_runs["--version"]
-    assert r.returncode == 0 and r.stdout.strip() == "aerialseg 0.1.0"
+    assert r.returncode == 0 and r.stdout.strip() == "aerialseg 0.2.0"
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
