@@ -40,7 +40,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from aerialseg.card import ModelCard
+from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import (
     ClassRasterWriter,
@@ -48,7 +48,6 @@ from aerialseg.raster import (
     check_bands,
     normalisation,
     open_raster,
-    working_grid,
 )
 from aerialseg.runtime import Model, load_model, model_card
 from aerialseg.tiling import TileGrid
@@ -128,17 +127,15 @@ _CONTEXT_LOCK = threading.Lock()
 
 def _context(job: BlockJob) -> _Context:
     """The model, grids and normalisation of a job, made once per worker process."""
-    from aerialseg.predict import _tile_geometry
+    from aerialseg.predict import plan_grid
 
     key = job.key()
     with _CONTEXT_LOCK:  # a worker may run several tasks at once, in threads
         if key not in _CONTEXTS:
             net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
             with open_raster(job.input) as ds:
-                tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, job.tile_size, job.overlap)
-                grid = working_grid(ds, net.card, job.resample)
+                grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size)
                 gain, offset = normalisation(ds, net.card)
-            tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
             _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
             _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
         return _CONTEXTS[key]
@@ -171,12 +168,10 @@ def _compute_block(job: BlockJob, row: int, col: int) -> tuple[Any, ...]:
     for b in _tile_batches(reader, ctx.tiles, batch, [block]):
         if b.images is not None:
             run._add(sums, block, b.tiles, _predict(ctx.net, b.images, job.tta))
-    run._pass_spills(block, sums)
-    out: dict[tuple[int, int], Any] = {  # arrays: no spill_dir here
-        (dr, dc): run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))}
-    _save_spills(saved, [out[k] for k in sorted(out)])
-    core = np.ascontiguousarray(sums[:, : block.height, : block.width])
-    return core, out[(0, 1)], out[(1, 0)], out[(1, 1)]
+    run._pass_spills(block, sums)  # in memory (no spill_dir): right, below, below-right
+    spills: list[Any] = [run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))]
+    _save_spills(saved, spills)
+    return np.ascontiguousarray(sums[:, : block.height, : block.width]), *spills
 
 
 def _save_spills(path: Path, spills: list[Spill | None]) -> None:
@@ -212,7 +207,8 @@ def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *i
     classes, confidence = classes_from_sums(sums, job.confidence)
     with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
         _write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
-    return {"row": row, "col": col, "resumed": False, "valid": bool((classes != 255).any()), "written": piece.exists()}
+    valid = bool((classes != NODATA_CLASS).any())
+    return {"row": row, "col": col, "resumed": False, "valid": valid, "written": piece.exists()}
 
 
 class _PieceWriter:
@@ -275,12 +271,10 @@ def classify_on_cluster(
                    host_threads=host_threads(client), **options)
     card = model_card(net_path)  # the workers load the model itself
     with open_raster(input) as ds:
-        from aerialseg.predict import _tile_geometry
+        from aerialseg.predict import plan_grid
 
         check_bands(ds, card, input)
-        tile, ov = _tile_geometry(card.tile_size, card.overlap, job.tile_size, job.overlap)
-        grid = working_grid(ds, card, job.resample)
-        tiles = TileGrid.create(grid.height, grid.width, tile, ov, job.block_size)
+        _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size)
         megapixels = ds.width * ds.height / 1e6
         work = _work_dir(out, job)
         job = BlockJob(**{**asdict(job), "work_dir": str(work)})

@@ -29,7 +29,7 @@ from aerialseg import __version__
 from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import CLASS_TABLE_TAG, style_files
-from aerialseg.style import colormap, raster_qml
+from aerialseg.style import category_names_xml, class_table_json, colormap, raster_qml
 
 log = logging.getLogger("aerialseg")
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".img", ".vrt"}
@@ -194,17 +194,15 @@ def write_vrt(rasters: Sequence[Path], vrt: Path, card: ModelCard) -> Path:
     colours = colormap(card)
     entries = "".join('      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>\n'.format(*colours.get(i, (0, 0, 0, 0)))
                       for i in range(256))
-    names = "".join(f"      <Category>{escape(c.name)}</Category>\n" for c in card.classes)
-    table = json.dumps([{"id": c.id, "name": c.name, "color": c.color} for c in card.classes])
-    srs = f"  <SRS>{escape(crs.to_wkt())}</SRS>\n" if crs else ""
     text = (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{srs}'
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n  <SRS>{escape(crs.to_wkt())}</SRS>\n'
         f"  <GeoTransform>{x0!r}, {dx!r}, 0, {y1!r}, 0, {-dy!r}</GeoTransform>\n"
-        f'  <Metadata>\n    <MDI key="{CLASS_TABLE_TAG}">{escape(table)}</MDI>\n'
+        f'  <Metadata>\n    <MDI key="{CLASS_TABLE_TAG}">{escape(class_table_json(card))}</MDI>\n'
         f'    <MDI key="AERIALSEG_MODEL">{escape(card.name)}</MDI>\n  </Metadata>\n'
         f'  <VRTRasterBand dataType="Byte" band="1">\n    <NoDataValue>{NODATA_CLASS}</NoDataValue>\n'
         f"    <ColorInterp>Palette</ColorInterp>\n    <ColorTable>\n{entries}    </ColorTable>\n"
-        f"    <CategoryNames>\n{names}    </CategoryNames>\n{sources}  </VRTRasterBand>\n</VRTDataset>\n"
+        f"    <CategoryNames>\n{category_names_xml(card)}    </CategoryNames>\n{sources}  </VRTRasterBand>\n"
+        "</VRTDataset>\n"
     )
     vrt.write_text(text, encoding="utf-8")
     vrt.with_suffix(".qml").write_text(raster_qml(card), encoding="utf-8")

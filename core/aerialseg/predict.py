@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from rasterio.windows import Window
 
-from aerialseg.card import NODATA_CLASS
+from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
     ClassRasterWriter,
@@ -112,11 +112,9 @@ def classify(
     started = time.perf_counter()
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
-        tile, ov = _tile_geometry(net.card.tile_size, net.card.overlap, tile_size, overlap)
         check_bands(ds, net.card, input)
-        grid = working_grid(ds, net.card, resample)
+        grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size)
         gain, offset = normalisation(ds, net.card)
-        tiles = TileGrid.create(grid.height, grid.width, tile, ov, block_size)
         spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
                    confidence=conf is not None, spill_dir=spills)
@@ -132,6 +130,14 @@ def classify(
     log.info("classified %s: %d tiles (%d empty, skipped) in %.1f s -> %s",
              Path(str(input)).name, run.predicted, run.skipped, time.perf_counter() - started, out)
     return out
+
+
+def plan_grid(ds: Any, card: ModelCard, tile_size: int | None, overlap: int | None, resample: bool,
+              block_size: int) -> tuple[WorkingGrid, TileGrid]:
+    """The working grid and its tile grid: the one plan every process (or Dask worker) of a run shares."""
+    tile, ov = _tile_geometry(card.tile_size, card.overlap, tile_size, overlap)
+    grid = working_grid(ds, card, resample)
+    return grid, TileGrid.create(grid.height, grid.width, tile, ov, block_size)
 
 
 def _tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:

@@ -315,8 +315,8 @@ class ClassRasterWriter:
     def commit(self) -> None:
         """Finish the outputs and move them into place."""
         self._classes.write_colormap(1, style.colormap(self.card))
-        table = [{"id": c.id, "name": c.name, "color": c.color} for c in self.card.classes]
-        self._classes.update_tags(**{CLASS_TABLE_TAG: json.dumps(table), "AERIALSEG_MODEL": self.card.name})
+        self._classes.update_tags(**{CLASS_TABLE_TAG: style.class_table_json(self.card),
+                                     "AERIALSEG_MODEL": self.card.name})
         self._classes.close()
         done = [(self._cog(self._tmpdir / "classes.tif", "classes"), self.output)]
         style_files = [(self.output.with_suffix(".qml"), style.raster_qml(self.card)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from xml.sax.saxutils import escape, quoteattr
 
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
@@ -19,9 +20,19 @@ def colormap(card: ModelCard) -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
+def class_table_json(card: ModelCard) -> str:
+    """The class table stored in a class raster's metadata (read back by ``raster.read_class_table``)."""
+    return json.dumps([{"id": c.id, "name": c.name, "color": c.color} for c in card.classes])
+
+
+def category_names_xml(card: ModelCard) -> str:
+    """GDAL ``<Category>`` lines naming the classes, in id order (for ``.aux.xml`` sidecars and VRTs)."""
+    return "".join(f"      <Category>{escape(c.name)}</Category>\n" for c in card.classes)
+
+
 def category_aux_xml(card: ModelCard) -> str:
     """A GDAL PAM sidecar (``.aux.xml``) giving the band its category (class) names."""
-    names = "".join(f"      <Category>{escape(c.name)}</Category>\n" for c in card.classes)
+    names = category_names_xml(card)
     return (
         "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <Description>land cover class</Description>\n"
         f"    <CategoryNames>\n{names}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
