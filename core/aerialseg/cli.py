@@ -212,7 +212,7 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     from aerialseg.distributed import cluster_client
     from aerialseg.mosaic import expand_inputs, mosaic_name, output_paths
     from aerialseg.raster import check_output, style_files
-    from aerialseg.runtime import model_card, resolve_model
+    from aerialseg.runtime import model_card
     from aerialseg.vectorize import vectorize
 
     inputs = expand_inputs(args.input)
@@ -230,20 +230,20 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
         card = model_card(args.model)
-        for name in _vectorize_options(args).get("classes", []):
-            if isinstance(name, str):
-                card.class_by_name(name)  # a typo fails now, not after classifying
+        for cls in _vectorize_options(args).get("classes", []):
+            if isinstance(cls, str):
+                card.class_by_name(cls)  # a typo fails now, not after classifying
         with cluster_client(args.workers, args.scheduler) as client:
             if inputs is None:
                 from aerialseg.predict import classify
 
-                classify(args.input, raster, str(resolve_model(args.model)), **_classify_options(args),
+                classify(args.input, raster, args.model, **_classify_options(args),
                          client=client, confidence=None, overwrite=args.overwrite,
                          on_progress=rep.progress("classify", "block" if client else "tile"))
             else:
                 from aerialseg.mosaic import classify_many
 
-                classify_many(inputs, folder, mosaic_name(args.input), args.model, _classify_options(args),
+                classify_many(inputs, folder, name, args.model, _classify_options(args),
                               client=client, overwrite=args.overwrite, on_progress=rep.progress("classify", "file"))
                 written = [p for r in (*rasters, raster) for p in (r, *style_files(r))]  # all this run's now
         vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
