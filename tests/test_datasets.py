@@ -8,7 +8,7 @@ import rasterio
 
 from aerialseg import datasets as ds
 from aerialseg.errors import InputError
-from trainkit import make_dubai, make_folder, make_landcoverai, make_potsdam
+from trainkit import make_dubai, make_folder, make_landcoverai, make_potsdam, write_tif
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,95 @@ def test_channel_stats_and_class_counts(dubai):
     assert np.allclose(mean, pixels.mean(1), atol=1e-4) and np.allclose(std, pixels.std(1), atol=1e-4)
     counts = ds.class_pixel_counts([np.array([[0, 1, 1], [255, 4, 9]], np.uint8)], 5)
     assert counts.tolist() == [1, 2, 0, 0, 1]
+
+
+# --- labelled polygons over georeferenced images ---------------------------------------------------
+
+ORIGIN_X, ORIGIN_Y, RES = 500000.0, 600000.0, 2.0  # write_tif's grid: EPSG:32633, 2 m pixels
+
+
+def _px_box(r0: int, c0: int, r1: int, c1: int):
+    """The ground box covering pixel rows r0..r1-1 and columns c0..c1-1 of the write_tif grid."""
+    from shapely.geometry import box
+
+    return box(ORIGIN_X + c0 * RES, ORIGIN_Y - r1 * RES, ORIGIN_X + c1 * RES, ORIGIN_Y - r0 * RES)
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """A 64 x 64 px image and polygons in another CRS (WGS 84): a big 'vegetation' field drawn first,
+    a 'Building' inside it, a road given by its id, and an area left unlabelled."""
+    import geopandas as gpd
+
+    image = write_tif(tmp_path / "ortho.tif", np.full((3, 64, 64), 120, np.uint8), crs="EPSG:32633", res=RES)
+    frame = gpd.GeoDataFrame(
+        {"cls": ["vegetation", "Building", "1"]},
+        geometry=[_px_box(0, 0, 40, 40), _px_box(10, 10, 20, 24), _px_box(44, 0, 50, 64)],
+        crs="EPSG:32633",
+    ).to_crs("EPSG:4326")
+    labels = tmp_path / "labels.gpkg"
+    frame.to_file(labels, layer="areas", engine="pyogrio")
+    expected = np.full((64, 64), ds.IGNORE_INDEX, np.uint8)
+    expected[0:40, 0:40] = 2
+    expected[10:20, 10:24] = 0
+    expected[44:50, :] = 1
+    return image, labels, expected
+
+
+def test_polygons_are_rasterised_on_the_image_grid(labelled):
+    image, labels, expected = labelled
+    vl = ds.VectorLabels(labels, "cls", ("building", "road", "vegetation"), layer="areas")
+    (sample,) = ds.vector_samples(image, vl)
+    img, mask = ds.load_pair(sample, 3)
+    assert img.shape == (3, 64, 64) and np.array_equal(mask, expected)  # small polygons drawn over big ones
+    # a window, resampled to half its size, is the same burn on the coarser grid
+    window = ds.rasterize_labels(vl, image, window=(8, 4, 40, 32), out_shape=(20, 16))
+    assert np.array_equal(window, expected[8:48:2, 4:36:2])
+    # pixels outside every polygon may be a class instead of ignored
+    with_background = ds.VectorLabels(labels, "cls", ("building", "road", "vegetation"), "areas", unlabelled=1)
+    background = ds.rasterize_labels(with_background, image)
+    assert np.array_equal(background, np.where(expected == ds.IGNORE_INDEX, 1, expected))
+
+
+def test_bad_label_polygons_are_clear_errors(labelled, tmp_path):
+    image, labels, _ = labelled
+    with pytest.raises(InputError, match="not classes: Building, vegetation"):
+        ds.vector_samples(image, ds.VectorLabels(labels, "cls", ("tree", "road")))
+    with pytest.raises(InputError, match="no field 'class'.*cls"):
+        ds.vector_samples(image, ds.VectorLabels(labels, "class", ("a", "b")))
+    with pytest.raises(InputError, match="cannot read the label polygons"):
+        ds.vector_samples(image, ds.VectorLabels(tmp_path / "missing.gpkg", "cls", ("a", "b")))
+    far = write_tif(tmp_path / "far.tif", np.zeros((3, 8, 8), np.uint8), crs="EPSG:32634", res=RES)
+    with pytest.raises(InputError, match="no label polygon"):
+        ds.vector_samples(far, ds.VectorLabels(labels, "cls", ("building", "road", "vegetation")))
+    plain = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(plain)
+    with pytest.raises(InputError, match="not georeferenced"):
+        ds.vector_samples(plain, ds.VectorLabels(labels, "cls", ("building", "road", "vegetation")))
+
+
+def test_hold_out_rows_splits_each_image_spatially(labelled):
+    image, labels, expected = labelled
+    vl = ds.VectorLabels(labels, "cls", ("building", "road", "vegetation"))
+    train, val = ds.hold_out_rows(ds.vector_samples(image, vl), 0.25)
+    assert train[0].window == (0, 0, 48, 64) and val[0].window == (48, 0, 16, 64)
+    assert np.array_equal(ds.load_pair(val[0], 3)[1], expected[48:])
+    assert np.array_equal(ds.read_sample_mask(train[0], 3), expected[:48])
+    with pytest.raises(InputError, match="between 0 and 1"):
+        ds.hold_out_rows(train, 1.5)
+
+
+def test_image_nodata_pixels_are_ignored(tmp_path):
+    root = make_folder(tmp_path)
+    path = root / "images" / "a.tif"
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        data[:, 40:, :] = 0
+        dst.write(data)
+        dst.nodata = 0
+    (a, b) = ds.folder_samples(root / "images", root / "masks")
+    _, mask = ds.load_pair(a, 3)
+    assert (mask[40:] == ds.IGNORE_INDEX).all() and (mask[1:40] < 3).all()
+    assert ds.image_validity(b.image) is None  # no nodata: nothing read, nothing ignored

@@ -172,3 +172,38 @@ def test_folder_dataset_and_command_line_options(tmp_path):
     result = train(config)
     assert result["best"]["per_class"].keys() == {"a", "b", "c"}
     assert np.isfinite(result["history"][0]["train_loss"])
+
+
+def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path):
+    """`aerialseg train --dataset vector`: an orthophoto + polygons in another CRS, ids and names mixed."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from aerialseg.cli import main as cli_main
+    from trainkit import class_map, paint, write_tif
+
+    ids = class_map(96, 96, 3, seed=11)
+    image = write_tif(tmp_path / "ortho.tif", paint(ids, 11), crs="EPSG:32633", res=2.0)
+    cells = [(r, c) for r in range(0, 96, 8) for c in range(0, 96, 8)]  # one polygon per 8 px block of the map
+    frame = gpd.GeoDataFrame(
+        {"kind": [["red", "1", "Grey"][ids[r, c]] for r, c in cells]},
+        geometry=[box(500000 + 2 * c, 600000 - 2 * (r + 8), 500000 + 2 * (c + 8), 600000 - 2 * r) for r, c in cells],
+        crs="EPSG:32633",
+    ).to_crs("EPSG:3857")
+    frame.to_file(tmp_path / "labels.geojson", engine="pyogrio")
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--dataset", "vector", "--images", str(image),
+            "--labels", str(tmp_path / "labels.geojson"), "--label-field", "kind", "--class-names", "red,sand,grey",
+            "--val-fraction", "0.25", "--encoder-depth", "3", "--decoder-channels", "16,8,8", "--chip", "32",
+            "--batch-size", "4", "--chips-per-epoch", "8", "--epochs", "2", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert cli_main(argv) == 0
+    saved = torch.load(run / "last.pt", weights_only=False)
+    assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]
+    cm = np.array(saved["history"][-1]["confusion_matrix"])
+    assert cm.sum() == 24 * 96  # validation: the bottom quarter of the rows, every pixel labelled
+    # a run saved before a newer option existed still resumes (the option's default is assumed)
+    for key in ("label_layer", "unlabelled"):  # both at their defaults in this run
+        saved["config"].pop(key)
+    torch.save(saved, run / "last.pt")
+    assert cli_main([*argv[:-4], "3", "--threads", "1", "--no-progress"]) == 1  # other settings: refused
+    assert cli_main(argv) == 0  # same settings: resumes (already finished)

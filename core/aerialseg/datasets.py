@@ -1,31 +1,36 @@
 """Training data: readers for image/mask pairs and random chip sampling.
 
-Four layouts are understood, each turned into a list of :class:`Sample` (an image, its mask, the
+Five layouts are understood, each turned into a list of :class:`Sample` (an image, its mask, the
 mask's encoding and the factor the pair is resampled by):
 
 * Dubai ("Semantic segmentation of aerial imagery", Humans in the Loop): ``tile_N/images/*.jpg`` +
   ``tile_N/masks/*.png``, colour-coded masks (some palette PNGs);
 * generic folders: same-named rasters in an image folder and a mask folder (class ids);
 * LandCover.ai: ``images/*.tif`` + ``masks/*.tif`` and ``train.txt``/``val.txt``/``test.txt``;
-* ISPRS Potsdam: ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif`` (colour-coded).
+* ISPRS Potsdam: ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif`` (colour-coded);
+* georeferenced rasters + a vector layer of labelled polygons (:class:`VectorLabels`), rasterised
+  on the fly onto each image's grid, window by window.
 
 Chips are cut on the fly from the full images (no pre-cut copies) by :class:`ChipDataset`, with
 scale jitter, flips, 90 degree rotations and brightness/contrast changes. Pixels with
-:data:`IGNORE_INDEX` in a mask are excluded from losses and metrics.
+:data:`IGNORE_INDEX` in a mask are excluded from losses and metrics; so are the image's nodata pixels.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.features
+import shapely
 import torch
 import torch.nn.functional as F
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 
 from aerialseg.card import ClassInfo
@@ -61,16 +66,36 @@ _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".v
 
 
 @dataclass(frozen=True)
+class VectorLabels:
+    """A vector layer of labelled polygons used as the mask of georeferenced images.
+
+    Attributes:
+        path: Vector file (GeoPackage, Shapefile, GeoJSON, ... anything GDAL reads).
+        field: Attribute holding each polygon's class: an id (0, 1, ...) or a class name (any case).
+        class_names: Class names in id order.
+        layer: Layer of a multi-layer file (None: the first).
+        unlabelled: Value of pixels outside every polygon: IGNORE_INDEX (not learnt from) or a class id.
+    """
+
+    path: Path
+    field: str
+    class_names: tuple[str, ...]
+    layer: str | None = None
+    unlabelled: int = 255
+
+
+@dataclass(frozen=True)
 class Sample:
     """One training pair.
 
     Attributes:
         image: Path of the image raster.
-        mask: Path of the mask raster (same grid as the image).
+        mask: Path of the mask raster (same grid as the image); the image itself when ``labels`` is set.
         colours: If set, the mask is colour-coded: class i has colour ``colours[i]``; any other colour
             is ignored. If None, the mask holds class ids (values >= number of classes are ignored).
         scale: Resampling factor applied to the pair (0.5 = half the pixels per side).
         window: Optional (row, col, height, width) part of the rasters that the sample is.
+        labels: Labelled polygons rasterised onto the image grid instead of a mask raster.
     """
 
     image: Path
@@ -78,6 +103,7 @@ class Sample:
     colours: tuple[RGB, ...] | None = None
     scale: float = 1.0
     window: tuple[int, int, int, int] | None = None
+    labels: VectorLabels | None = None
 
 
 def _colours(classes: Sequence[ClassInfo]) -> tuple[RGB, ...]:
@@ -168,6 +194,52 @@ def potsdam_samples(root: str | Path, tiles: Sequence[str] | None = None, scale:
     return samples
 
 
+def image_paths(images: str | Path) -> list[Path]:
+    """The rasters named by ``images``: one file, or every raster in a folder."""
+    p = Path(images)
+    if p.is_dir():
+        found = sorted(q for q in p.iterdir() if q.suffix.lower() in _IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"no rasters ({', '.join(_IMAGE_SUFFIXES)}) in the folder {p}")
+        return found
+    if not p.is_file():
+        raise InputError(f"{p} does not exist; give an image raster or a folder of them")
+    return [p]
+
+
+def vector_samples(images: str | Path, labels: VectorLabels, scale: float = 1.0) -> list[Sample]:
+    """Georeferenced images (a raster or a folder) labelled by polygons; each must overlap the labels."""
+    samples = []
+    for img in image_paths(images):
+        with _open(img) as src:
+            if src.crs is None or src.transform.is_identity:
+                raise InputError(f"{img} is not georeferenced: label polygons cannot be placed on it")
+            bounds = shapely.box(*src.bounds)
+        _, _, tree = _label_index(labels, _crs_key(img))
+        if not len(tree.query(bounds)):
+            raise InputError(f"no label polygon of {labels.path} overlaps {img}")
+        samples.append(Sample(img, img, None, scale, labels=labels))
+    return samples
+
+
+def hold_out_rows(samples: Sequence[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
+    """Split each sample into its top rows (training) and its bottom ``fraction`` of rows (validation).
+
+    A spatial split: the validation part is never seen in training, only its neighbour.
+    """
+    if not 0 < fraction < 1:
+        raise InputError(f"the validation share must be between 0 and 1, not {fraction}")
+    train, val = [], []
+    for s in samples:
+        r0, c0, h, w = s.window or (0, 0, *raster_shape(s.image))
+        cut = h - max(1, round(h * fraction))
+        if cut < 32:
+            raise InputError(f"{s.image} has {h} rows: too few to hold out {fraction:.0%} for validation")
+        train.append(replace(s, window=(r0, c0, cut, w)))
+        val.append(replace(s, window=(r0 + cut, c0, h - cut, w)))
+    return train, val
+
+
 def _existing(path: Path) -> Path:
     if not path.is_file():
         raise InputError(f"missing file {path}; every image needs a mask of the same name")
@@ -177,13 +249,17 @@ def _existing(path: Path) -> Path:
 Window = tuple[int, int, int, int]  # row offset, column offset, height, width (source pixels)
 
 
-def raster_shape(path: Path) -> tuple[int, int]:
-    """(height, width) of a raster, read from its header."""
+def _open(path: Path) -> rasterio.io.DatasetReader:
     try:
-        with rasterio.open(path) as src:
-            return src.height, src.width
+        return rasterio.open(path)
     except RasterioIOError as e:
         raise RasterError(f"cannot open {path}: {e}") from None
+
+
+def raster_shape(path: Path) -> tuple[int, int]:
+    """(height, width) of a raster, read from its header."""
+    with _open(path) as src:
+        return src.height, src.width
 
 
 def read_image(
@@ -266,12 +342,107 @@ def load_pair(
         window = (window[0] + sample.window[0], window[1] + sample.window[1], window[2], window[3])
     window = window or sample.window
     h, w = (window[2], window[3]) if window else raster_shape(sample.image)
-    if raster_shape(sample.mask) != raster_shape(sample.image):
-        raise InputError(f"{sample.image.name}: image and mask {sample.mask.name} have different sizes")
     if out_shape is None and sample.scale != 1.0:
         out_shape = (max(1, round(h * sample.scale)), max(1, round(w * sample.scale)))
     image = read_image(sample.image, window=window, out_shape=out_shape)
-    return image, read_mask(sample.mask, sample.colours, num_classes, window=window, out_shape=out_shape)
+    return image, read_sample_mask(sample, num_classes, window, out_shape)
+
+
+def read_sample_mask(
+    sample: Sample, num_classes: int, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Class ids (H, W) of a sample's window (default: the sample's own), with the image's nodata ignored."""
+    window = window or sample.window
+    if sample.labels is not None:
+        mask = rasterize_labels(sample.labels, sample.image, window, out_shape)
+    else:
+        if raster_shape(sample.mask) != raster_shape(sample.image):
+            raise InputError(f"{sample.image.name}: image and mask {sample.mask.name} have different sizes")
+        mask = read_mask(sample.mask, sample.colours, num_classes, window=window, out_shape=out_shape)
+    valid = image_validity(sample.image, window, out_shape)
+    if valid is not None:
+        mask[~valid] = IGNORE_INDEX
+    return mask
+
+
+def image_validity(
+    path: Path, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """Where the image has data (its nodata value, mask band or alpha), or None when it is valid everywhere."""
+    with _open(path) as src:
+        if all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums):
+            return None
+        valid = src.dataset_mask(window=_rio_window(window), out_shape=out_shape, resampling=Resampling.nearest)
+    return valid > 0
+
+
+@functools.lru_cache(maxsize=16)
+def _label_index(labels: VectorLabels, crs: str) -> tuple[np.ndarray, np.ndarray, shapely.STRtree]:
+    """Polygons (in ``crs``, largest first) with their class ids and a spatial index; read once per process."""
+    import geopandas as gpd
+
+    try:
+        frame = gpd.read_file(labels.path, layer=labels.layer, engine="pyogrio")
+    except Exception as e:  # pyogrio raises its own DataSourceError / DataLayerError
+        raise InputError(f"cannot read the label polygons {labels.path}: {e}") from None
+    if labels.field not in frame.columns:
+        fields = ", ".join(str(c) for c in frame.columns if c != "geometry")
+        raise InputError(f"{labels.path} has no field {labels.field!r}; its fields: {fields}")
+    if frame.crs is None:
+        raise InputError(f"{labels.path} has no coordinate reference system; set one (e.g. in QGIS) and retry")
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].to_crs(crs)
+    ids = _class_ids(frame[labels.field], labels)
+    geoms = frame.geometry.to_numpy()
+    order = np.argsort(-shapely.area(geoms), kind="stable")  # small polygons are drawn over the big ones
+    geoms, ids = geoms[order], ids[order]
+    return geoms, ids, shapely.STRtree(geoms)
+
+
+def _class_ids(values: Sequence, labels: VectorLabels) -> np.ndarray:
+    """Class ids of a label field (ids or names, any case); unknown values are an InputError."""
+    lookup = {n.lower(): i for i, n in enumerate(labels.class_names)}
+    ids, unknown = [], set()
+    for v in values:
+        text = str(v).strip()
+        cid = int(float(text)) if re.fullmatch(r"\d+(\.0*)?", text) else lookup.get(text.lower())
+        if cid is None or not 0 <= cid < len(labels.class_names):
+            unknown.add(text)
+        ids.append(cid if cid is not None else 0)
+    if unknown:
+        raise InputError(
+            f"field {labels.field!r} of {labels.path} has values that are not classes: "
+            f"{', '.join(sorted(unknown)[:10])}; "
+            f"use ids 0-{len(labels.class_names) - 1} or the names {', '.join(labels.class_names)}"
+        )
+    return np.asarray(ids, np.uint8)
+
+
+def _crs_key(path: Path) -> str:
+    with _open(path) as src:
+        return src.crs.to_wkt() if src.crs else ""
+
+
+def rasterize_labels(
+    labels: VectorLabels, image: Path, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The label polygons burnt onto the grid of ``image`` (or a window of it, at ``out_shape``)."""
+    with _open(image) as src:
+        win = _rio_window(window) or rasterio.windows.Window(0, 0, src.width, src.height)
+        transform, bounds = src.window_transform(win), rasterio.windows.bounds(win, src.transform)
+    h, w = int(win.height), int(win.width)
+    out_h, out_w = out_shape or (h, w)
+    transform = transform @ rasterio.Affine.scale(w / out_w, h / out_h)
+    geoms, ids, tree = _label_index(labels, _crs_key(image))
+    hits = np.sort(tree.query(shapely.box(*bounds)))  # keep the largest-first drawing order
+    if not len(hits):
+        return np.full((out_h, out_w), labels.unlabelled, np.uint8)
+    return rasterio.features.rasterize(
+        zip(geoms[hits], ids[hits].tolist()),
+        out_shape=(out_h, out_w),
+        transform=transform,
+        fill=labels.unlabelled,
+        dtype="uint8",
+    )
 
 
 @dataclass(frozen=True)
@@ -375,7 +546,10 @@ def channel_stats(samples: Sequence[Sample], scale: float = 255.0) -> tuple[tupl
     """Per-band mean and std of the images (after dividing by ``scale``), rounded to 4 decimals."""
     total, sq, n = np.zeros(3), np.zeros(3), 0
     for s in samples:
-        img = read_image(s.image).astype(np.float64).reshape(3, -1) / scale
+        h, w = sample_shape(s)
+        step = max(1, max(h, w) // 4096)  # big rasters are read decimated
+        shape = (h // step, w // step) if step > 1 else None
+        img = read_image(s.image, window=s.window, out_shape=shape).astype(np.float64).reshape(3, -1) / scale
         total, sq, n = total + img.sum(1), sq + (img**2).sum(1), n + img.shape[1]
     mean = total / n
     std = np.sqrt(np.maximum(sq / n - mean**2, 1e-12))

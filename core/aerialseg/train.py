@@ -44,7 +44,7 @@ class TrainConfig:
     """Everything that defines a training run (saved with it; a resumed run must use the same)."""
 
     out_dir: str
-    dataset: str = "dubai"  # dubai | landcoverai | potsdam | folder
+    dataset: str = "dubai"  # dubai | landcoverai | potsdam | folder | vector
     data_root: str = ""
     train_split: tuple[str, ...] = ("1", "2", "3", "4", "5", "6")  # Dubai tiles, Potsdam ids, LandCover.ai split
     val_split: tuple[str, ...] = ("7",)
@@ -52,7 +52,12 @@ class TrainConfig:
     masks: str = ""
     val_images: str = ""
     val_masks: str = ""
-    class_names: tuple[str, ...] = ()  # folder dataset only
+    class_names: tuple[str, ...] = ()  # folder and vector data sets
+    labels: str = ""  # vector data set: labelled polygons over the images (and the validation images)
+    label_field: str = ""
+    label_layer: str = ""
+    unlabelled: str = "ignore"  # vector data set: pixels outside every polygon: ignore, or a class name
+    val_fraction: float = 0.2  # folder/vector data set without validation images: bottom rows held out
     scale: float = 1.0  # resampling of all data (0.5 = half the pixels per side)
     tile_scales: tuple[tuple[str, float], ...] = ()  # per Dubai tile / Potsdam id, overrides scale
     name: str = "aerialseg-model"
@@ -165,17 +170,39 @@ def _data(config: TrainConfig) -> tuple[list[ds.Sample], list[ds.Sample], tuple[
         get = lambda split: ds.potsdam_samples(config.data_root, split, config.scale)
         return get(config.train_split), get(config.val_split), ds.POTSDAM_CLASSES
     if config.dataset == "folder":
-        if not config.class_names:
-            raise InputError("a folder data set needs class names (--class-names building,road,...)")
-        classes = tuple(
-            ClassInfo(i, n, ds.FALLBACK_COLOURS[i % len(ds.FALLBACK_COLOURS)]) for i, n in enumerate(config.class_names)
-        )
-        return (
-            ds.folder_samples(config.images, config.masks, config.scale),
-            ds.folder_samples(config.val_images, config.val_masks, config.scale),
-            classes,
-        )
-    raise InputError(f"unknown data set {config.dataset!r}; choose dubai, landcoverai, potsdam or folder")
+        classes = _named_classes(config)
+        train = ds.folder_samples(config.images, config.masks, config.scale)
+        if not config.val_images:
+            return (*ds.hold_out_rows(train, config.val_fraction), classes)
+        return train, ds.folder_samples(config.val_images, config.val_masks, config.scale), classes
+    if config.dataset == "vector":
+        classes = _named_classes(config)
+        labels = _vector_labels(config)
+        train = ds.vector_samples(config.images, labels, config.scale)
+        if not config.val_images:
+            return (*ds.hold_out_rows(train, config.val_fraction), classes)
+        return train, ds.vector_samples(config.val_images, labels, config.scale), classes
+    raise InputError(f"unknown data set {config.dataset!r}; choose dubai, landcoverai, potsdam, folder or vector")
+
+
+def _named_classes(config: TrainConfig) -> tuple[ClassInfo, ...]:
+    if len(config.class_names) < 2:
+        raise InputError(f"a {config.dataset} data set needs at least two class names (--class-names a,b,...)")
+    return tuple(
+        ClassInfo(i, n, ds.FALLBACK_COLOURS[i % len(ds.FALLBACK_COLOURS)]) for i, n in enumerate(config.class_names)
+    )
+
+
+def _vector_labels(config: TrainConfig) -> ds.VectorLabels:
+    if not config.images or not config.labels or not config.label_field:
+        raise InputError("a vector data set needs --images (a raster or folder), --labels (polygons) and --label-field")
+    names = [n.lower() for n in config.class_names]
+    if config.unlabelled != "ignore" and config.unlabelled.lower() not in names:
+        raise InputError(f"--unlabelled must be 'ignore' or one of the classes {', '.join(config.class_names)}")
+    unlabelled = ds.IGNORE_INDEX if config.unlabelled == "ignore" else names.index(config.unlabelled.lower())
+    return ds.VectorLabels(
+        Path(config.labels), config.label_field, tuple(config.class_names), config.label_layer or None, unlabelled
+    )
 
 
 def make_card(
@@ -225,8 +252,9 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int
 
 
 def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
+    defaults = TrainConfig(out_dir="").to_dict()  # runs saved before a field existed used its default
     old, new = saved, config.to_dict()
-    diff = sorted(k for k in new if k not in _RUNTIME_FIELDS and old.get(k) != new[k])
+    diff = sorted(k for k in new if k not in _RUNTIME_FIELDS and old.get(k, defaults[k]) != new[k])
     if diff:
         raise InputError(
             f"{config.out_dir} holds a run with other settings ({', '.join(diff)}); "
@@ -250,8 +278,9 @@ def _check_init_classes(init: dict[str, Any], classes: tuple[ClassInfo, ...]) ->
     """The starting weights must predict the same classes in the same order."""
     have = [c.get("name") for c in init.get("card", {}).get("classes", [])]
     if have != [c.name for c in classes]:
-        raise InputError(f"--init-weights: the checkpoint's classes {have} are not this data set's "
-                         f"{[c.name for c in classes]}")
+        raise InputError(
+            f"--init-weights: the checkpoint's classes {have} are not this data set's {[c.name for c in classes]}"
+        )
 
 
 def train(
@@ -345,7 +374,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the training options to ``parser`` (used by ``aerialseg train`` too)."""
     d = TrainConfig(out_dir="")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, history, curves); re-run to resume")
-    parser.add_argument("--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder"))
+    parser.add_argument("--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder", "vector"))
     parser.add_argument("--data", default="", help="data set root (dubai, landcoverai, potsdam)")
     parser.add_argument(
         "--train-split",
@@ -354,8 +383,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--val-split", default=",".join(d.val_split))
     for name in ("images", "masks", "val-images", "val-masks"):
-        parser.add_argument(f"--{name}", default="", help="folder data set: folder of same-named rasters")
-    parser.add_argument("--class-names", default="", help="folder data set: comma-separated class names, id order")
+        parser.add_argument(
+            f"--{name}", default="", help="folder data set: folder of same-named rasters (vector: a raster or folder)"
+        )
+    parser.add_argument("--class-names", default="", help="folder/vector data set: comma-separated names, id order")
+    parser.add_argument("--labels", default="", help="vector data set: polygons labelling the images (any GDAL format)")
+    parser.add_argument("--label-field", default="", help="vector data set: the field with class ids or names")
+    parser.add_argument("--label-layer", default="", help="vector data set: layer of a multi-layer file")
+    parser.add_argument(
+        "--unlabelled", default=d.unlabelled, help="vector data set: pixels outside the polygons (ignore or a class)"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="folder/vector data set without --val-images: bottom share of rows held out for validation",
+    )
     parser.add_argument("--scale", type=float, default=d.scale, help="resample all data by this factor")
     parser.add_argument("--tile-scales", default="", help="per-tile factors, e.g. 7=0.55 (Dubai tile 7)")
     parser.add_argument("--name", default=d.name)
@@ -411,6 +454,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             val_images=args.val_images,
             val_masks=args.val_masks,
             class_names=split(args.class_names),
+            labels=args.labels,
+            label_field=args.label_field,
+            label_layer=args.label_layer,
+            unlabelled=args.unlabelled,
+            val_fraction=args.val_fraction,
             scale=args.scale,
             tile_scales=scales,
             name=args.name,

@@ -64,7 +64,7 @@ def validate(
     s = torch.tensor(std, device=device)[:, None, None] * 255
     for sample in samples:
         image, _ = ds.load_pair(sample, num_classes)
-        mask = ds.read_mask(sample.mask, sample.colours, num_classes, window=sample.window)
+        mask = ds.read_sample_mask(sample, num_classes)
         x = (torch.from_numpy(np.asarray(image, np.float32)).to(device) - m) / s
         with torch.autocast("cuda", enabled=device == "cuda"):
             logits = predict_logits(model, x, tile)
