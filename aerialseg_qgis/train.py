@@ -1,20 +1,16 @@
 """aerialseg:train: image + mask raster (or labelled polygons) -> an ONNX model with its card.
 
-The plugin lays the data out as the engine's folder data set inside the run folder: the image and its
-mask (warped onto the image grid, or rasterised from the polygons) as VRTs, the bottom part of the
-image held out for validation. Then ``aerialseg train`` trains (resumable: re-run with the same run
-folder and options to continue) and the engine's exporter writes the best epoch as ONNX with its card.
+The image and a mask raster (warped onto the image grid as a VRT, no pixel copies) become the engine's
+folder data set; label polygons go to the engine as they are (its vector data set rasterises them on
+the fly, in any CRS, class ids or names). The bottom part of the image is held out for validation.
+``aerialseg train`` trains (resumable: re-run with the same run folder and options to continue) and the
+engine's exporter writes the best epoch as ONNX with its card.
 """
 
 import shlex
 from pathlib import Path
 
 from qgis.core import (
-    QgsCoordinateTransform,
-    QgsFeature,
-    QgsFeatureRequest,
-    QgsField,
-    QgsFields,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -28,17 +24,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
     QgsProcessingUtils,
     QgsUnitTypes,
-    QgsVectorFileWriter,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
-
-try:
-    INT_TYPE = QVariant.Int  # QGIS 3 on Qt 5
-except AttributeError:  # Qt 6 builds
-    from qgis.PyQt.QtCore import QMetaType
-
-    INT_TYPE = QMetaType.Type.Int
 
 from . import engine as eng
 from .base import DEVICES, AerialSegAlgorithm, given, tr
@@ -125,10 +111,7 @@ class TrainAlgorithm(AerialSegAlgorithm):
         if image is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, "INPUT"))
         source = self.input_raster(parameters, "INPUT", context, feedback)
-        mask = self._mask(parameters, context, feedback, source, image, names, run / "data")
-        data = _split(source, mask, run / "data", self.parameterAsInt(parameters, "VALIDATION", context))
-        args = ["train", "--dataset", "folder", "--images", data / "images", "--masks", data / "masks",
-                "--val-images", data / "val_images", "--val-masks", data / "val_masks",
+        args = ["train", *self._dataset(parameters, context, feedback, source, names, run / "data"),
                 "--class-names", ",".join(names),
                 "--out", run / "run", "--name", name,
                 "--epochs", self.parameterAsInt(parameters, "EPOCHS", context),
@@ -155,86 +138,38 @@ class TrainAlgorithm(AerialSegAlgorithm):
         feedback.pushInfo(f"model: {output} ({', '.join(names)}); validation mIoU {miou}")
         return {"OUTPUT": output, "OUTPUT_FOLDER": str(run), "MIOU": miou}
 
-    def _mask(self, parameters, context, feedback, source: str, image, names: list, data: Path) -> str:
-        """The labels as a raster on the image grid: the mask warped, or the polygons rasterised."""
+    def _dataset(self, parameters, context, feedback, source: str, names: list, data: Path) -> list:
+        """The engine's data set options: the image with its mask raster (warped onto the image grid) as a
+        folder data set, or with the label polygons as a vector data set (rasterised by the engine)."""
         from osgeo import gdal
 
-        data.mkdir(parents=True, exist_ok=True)
-        ds = gdal.Open(source)
-        if ds is None:
-            raise QgsProcessingException(f"Cannot read the training image {source}: {gdal.GetLastErrorMsg()}")
-        gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
-        bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
+        share = ["--val-fraction", repr(self.parameterAsInt(parameters, "VALIDATION", context) / 100)]
         if given(parameters, "MASK"):
+            for folder in ("images", "masks"):
+                (data / folder).mkdir(parents=True, exist_ok=True)
+            ds = gdal.Open(source)
+            if ds is None:
+                raise QgsProcessingException(f"Cannot read the training image {source}: {gdal.GetLastErrorMsg()}")
+            gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
+            bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
             mask = self.input_raster(parameters, "MASK", context, feedback)
-            out = str(data / "mask.vrt")
-            if gdal.Warp(out, mask, format="VRT", outputBounds=bounds, width=w, height=h,
-                         dstSRS=ds.GetProjection() or None, resampleAlg="near") is None:
+            if gdal.Translate(str(data / "images" / "area.vrt"), ds, format="VRT") is None or gdal.Warp(
+                    str(data / "masks" / "area.vrt"), mask, format="VRT", outputBounds=bounds, width=w, height=h,
+                    dstSRS=ds.GetProjection() or None, resampleAlg="near") is None:
                 raise QgsProcessingException(f"Cannot put the mask on the image grid: {gdal.GetLastErrorMsg()}")
-            return out
+            return ["--dataset", "folder", "--images", data / "images", "--masks", data / "masks", *share]
         if not given(parameters, "LABELS"):
             raise QgsProcessingException("Give the labels: a Mask raster (class ids) or Label polygons with a Class "
                                          "field.")
-        polygons = self._label_polygons(parameters, context, image, names, data)
-        out = str(data / "mask.tif")
-        background = UNLABELLED[self.parameterAsEnum(parameters, "UNLABELLED", context)][1]
-        if gdal.Rasterize(out, polygons, format="GTiff", outputType=gdal.GDT_Byte, initValues=[background],
-                          attribute="class_id", outputBounds=bounds, width=w, height=h, outputSRS=ds.GetProjection(),
-                          creationOptions=["COMPRESS=DEFLATE", "TILED=YES"]) is None:
-            raise QgsProcessingException(f"Cannot rasterise the label polygons: {gdal.GetLastErrorMsg()}")
-        return out
-
-    def _label_polygons(self, parameters, context, image, names: list, data: Path) -> str:
-        """The label polygons in the image's CRS with an integer class_id, as a GeoPackage."""
-        layer = self.parameterAsVectorLayer(parameters, "LABELS", context)
         field = self.parameterAsString(parameters, "LABEL_FIELD", context)
-        if layer is None or not field:
+        if not field:
             raise QgsProcessingException("Label polygons need a Class field (class ids or class names).")
-        fields = QgsFields()
-        fields.append(QgsField("class_id", INT_TYPE))
-        path = str(data / "labels.gpkg")
-        options = QgsVectorFileWriter.SaveVectorOptions()
-        options.driverName = "GPKG"
-        writer = QgsVectorFileWriter.create(path, fields, QgsWkbTypes.MultiPolygon, image.crs(),
-                                            context.transformContext(), options)
-        transform = QgsCoordinateTransform(layer.crs(), image.crs(), context.transformContext())
-        lookup = {n.lower(): i for i, n in enumerate(names)}
-        unknown = set()
-        for feature in layer.getFeatures(QgsFeatureRequest().setSubsetOfAttributes([field], layer.fields())):
-            value = feature[field]
-            text = str(value).strip()
-            cid = int(float(text)) if text.replace(".", "", 1).isdigit() else lookup.get(text.lower())
-            if cid is None or not 0 <= cid < len(names):
-                unknown.add(text)
-                continue
-            geometry = feature.geometry()
-            geometry.transform(transform)
-            out = QgsFeature(fields)
-            out.setGeometry(geometry)
-            out.setAttributes([cid])
-            writer.addFeature(out)
-        del writer
-        if unknown:
-            raise QgsProcessingException(f"Class field '{field}' has values that are not classes: "
-                                         f"{', '.join(sorted(unknown)[:10])}; use ids 0-{len(names) - 1} or the "
-                                         f"names {', '.join(names)}.")
-        return path
-
-
-def _split(image: str, mask: str, data: Path, validation_pct: int) -> Path:
-    """The folder data set: top rows for training, bottom rows for validation, as VRTs (no pixel copies)."""
-    from osgeo import gdal
-
-    ds = gdal.Open(image)
-    w, h = ds.RasterXSize, ds.RasterYSize
-    cut = h - max(1, round(h * validation_pct / 100))
-    for folder, window in (("", (0, 0, w, cut)), ("val_", (0, cut, w, h - cut))):
-        for kind, src in (("images", image), ("masks", mask)):
-            (data / f"{folder}{kind}").mkdir(parents=True, exist_ok=True)
-            target = str(data / f"{folder}{kind}" / "area.vrt")
-            if gdal.Translate(target, src, format="VRT", srcWin=list(window)) is None:
-                raise QgsProcessingException(f"Cannot cut {src}: {gdal.GetLastErrorMsg()}")
-    return data
+        path, layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, "LABELS", context, ["gpkg", "shp", "geojson", "fgb", "sqlite"], "gpkg", feedback)
+        unlabelled = names[0] if UNLABELLED[self.parameterAsEnum(parameters, "UNLABELLED", context)][1] == 0 \
+            else "ignore"
+        return ["--dataset", "vector", "--images", source, "--labels", path, "--label-field", field,
+                *(["--label-layer", layer] if layer else []), "--unlabelled", unlabelled, *share]
 
 
 def _ground_resolution(layer) -> float:

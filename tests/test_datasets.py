@@ -126,8 +126,8 @@ def labelled(tmp_path):
 
     image = write_tif(tmp_path / "ortho.tif", np.full((3, 64, 64), 120, np.uint8), crs="EPSG:32633", res=RES)
     frame = gpd.GeoDataFrame(
-        {"cls": ["vegetation", "Building", "1"]},
-        geometry=[_px_box(0, 0, 40, 40), _px_box(10, 10, 20, 24), _px_box(44, 0, 50, 64)],
+        {"cls": ["vegetation", "Building", "1", None]},  # a polygon without a class labels nothing
+        geometry=[_px_box(0, 0, 40, 40), _px_box(10, 10, 20, 24), _px_box(44, 0, 50, 64), _px_box(56, 0, 64, 64)],
         crs="EPSG:32633",
     ).to_crs("EPSG:4326")
     labels = tmp_path / "labels.gpkg"

@@ -25,6 +25,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from aerialseg import datasets as ds
 from conftest import RASTERS, expected_classes, read_band, scene, write_raster
 from tinymodels import colour_card, write_colour_model
 
@@ -517,7 +518,9 @@ def test_train_from_a_mask_writes_an_onnx_model_with_its_card(profile, training_
     card = _model_card(model)
     assert card["name"] == "tiny" and [c["name"] for c in card["classes"]] == ["red", "sand", "grey"]
     assert card["gsd_m"] == 2.0
-    assert (run / "run" / "best.pt").is_file() and (run / "data" / "val_images" / "area.vrt").is_file()
+    assert (run / "run" / "best.pt").is_file() and (run / "data" / "masks" / "area.vrt").is_file()
+    config = json.loads((run / "run" / "config.json").read_text())
+    assert config["dataset"] == "folder" and config["val_fraction"] == 0.2  # the bottom 20 % held out
     answer = run_alg(profile, "classify", INPUT=image, MODEL=model, OUTPUT=tmp_path / "lc.tif")  # the model runs
     assert set(np.unique(read_band(Path(answer["results"]["OUTPUT"])))) <= {0, 1, 2}
 
@@ -536,10 +539,14 @@ def test_train_from_labelled_polygons(profile, training_pair, tmp_path):
     run_alg(profile, "train", INPUT=image, LABELS=tmp_path / "labels.gpkg", LABEL_FIELD="kind",
             CLASS_NAMES="ground,roof,pond", OUTPUT=model, OUTPUT_FOLDER=tmp_path / "run",
             **dict(p.split("=", 1) for p in TINY_TRAIN))
-    with rasterio.open(tmp_path / "run" / "data" / "mask.tif") as mask:  # rasterised onto the image grid
-        ids = mask.read(1)
-        assert mask.shape == (160, 160) and set(np.unique(ids)) == {0, 1, 2}
-        assert ids[130, 30] == 1 and ids[50, 100] == 2 and ids[0, 0] == 0
+    config = json.loads((tmp_path / "run" / "run" / "config.json").read_text())
+    assert config["dataset"] == "vector" and config["label_field"] == "kind" and config["unlabelled"] == "ground"
+    # the engine's rasterisation of the polygons the plugin handed over, on the image grid
+    labels = ds.VectorLabels(Path(config["labels"]), "kind", ("ground", "roof", "pond"), config["label_layer"] or None,
+                             unlabelled=0)
+    ids = ds.rasterize_labels(labels, image)
+    assert ids.shape == (160, 160) and set(np.unique(ids)) == {0, 1, 2}
+    assert ids[130, 30] == 1 and ids[50, 100] == 2 and ids[0, 0] == 0
     assert [c["name"] for c in _model_card(model)["classes"]] == ["ground", "roof", "pond"]
     message = run_fails(profile, "train", f"INPUT={image}", f"LABELS={tmp_path / 'labels.gpkg'}", "LABEL_FIELD=kind",
                         "CLASS_NAMES=ground,roof", f"OUTPUT={tmp_path / 'x.onnx'}", *TINY_TRAIN)

@@ -195,7 +195,7 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path):
     argv = ["train", "--out", str(run), "--dataset", "vector", "--images", str(image),
             "--labels", str(tmp_path / "labels.geojson"), "--label-field", "kind", "--class-names", "red,sand,grey",
             "--val-fraction", "0.25", "--encoder-depth", "3", "--decoder-channels", "16,8,8", "--chip", "32",
-            "--batch-size", "4", "--chips-per-epoch", "8", "--epochs", "2", "--threads", "1", "--no-progress"]  # fmt: skip
+            "--batch-size", "4", "--chips-per-epoch", "8", "--epochs", "2", "--threads", "1", "--no-progress"]
     assert cli_main(argv) == 0
     saved = torch.load(run / "last.pt", weights_only=False)
     assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]

@@ -203,7 +203,7 @@ def image_paths(images: str | Path) -> list[Path]:
             raise InputError(f"no rasters ({', '.join(_IMAGE_SUFFIXES)}) in the folder {p}")
         return found
     if not p.is_file():
-        raise InputError(f"{p} does not exist; give an image raster or a folder of them")
+        _open(p).close()  # a GDAL dataset name (/vsi..., a VRT string, ...) may still open
     return [p]
 
 
@@ -390,7 +390,8 @@ def _label_index(labels: VectorLabels, crs: str) -> tuple[np.ndarray, np.ndarray
         raise InputError(f"{labels.path} has no field {labels.field!r}; its fields: {fields}")
     if frame.crs is None:
         raise InputError(f"{labels.path} has no coordinate reference system; set one (e.g. in QGIS) and retry")
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].to_crs(crs)
+    labelled = frame[labels.field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty
+    frame = frame[labelled].to_crs(crs)  # polygons without a class (NULL) label nothing
     ids = _class_ids(frame[labels.field], labels)
     geoms = frame.geometry.to_numpy()
     order = np.argsort(-shapely.area(geoms), kind="stable")  # small polygons are drawn over the big ones
