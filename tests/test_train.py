@@ -174,7 +174,7 @@ def test_folder_dataset_and_command_line_options(tmp_path):
     assert np.isfinite(result["history"][0]["train_loss"])
 
 
-def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path):
+def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path, capsys):
     """`aerialseg train --dataset vector`: an orthophoto + polygons in another CRS, ids and names mixed."""
     import geopandas as gpd
     from shapely.geometry import box
@@ -195,8 +195,13 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path):
     argv = ["train", "--out", str(run), "--dataset", "vector", "--images", str(image),
             "--labels", str(tmp_path / "labels.geojson"), "--label-field", "kind", "--class-names", "red,sand,grey",
             "--val-fraction", "0.25", "--encoder-depth", "3", "--decoder-channels", "16,8,8", "--chip", "32",
-            "--batch-size", "4", "--chips-per-epoch", "8", "--epochs", "2", "--threads", "1", "--no-progress"]
-    assert cli_main(argv) == 0
+            "--batch-size", "4", "--chips-per-epoch", "8", "--threads", "1", "--epochs", "2", "--no-progress"]
+    assert cli_main([*argv[:-1], "--progress", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [(x["done"], x["total"]) for x in lines if x["type"] == "progress"]
+    assert progress == [(1, 2), (2, 2)] and lines[-1]["type"] == "result"
+    assert lines[-1]["checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
+        "red", "sand", "grey"}
     saved = torch.load(run / "last.pt", weights_only=False)
     assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]
     cm = np.array(saved["history"][-1]["confusion_matrix"])
@@ -205,5 +210,5 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path):
     for key in ("label_layer", "unlabelled"):  # both at their defaults in this run
         saved["config"].pop(key)
     torch.save(saved, run / "last.pt")
-    assert cli_main([*argv[:-4], "3", "--threads", "1", "--no-progress"]) == 1  # other settings: refused
+    assert cli_main([*argv[:-2], "3", "--no-progress"]) == 1  # other settings: refused
     assert cli_main(argv) == 0  # same settings: resumes (already finished)

@@ -500,9 +500,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise InputError(f"invalid training option: {e}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run training from parsed options; returns 0 (AerialSegError propagates to the caller)."""
-    result = train(config_from_args(args))
+def run(args: argparse.Namespace, rep: Any = None) -> int:
+    """Run training from parsed options; returns 0 (AerialSegError propagates to the caller).
+
+    ``rep``: the command line's Reporter; with ``--progress json`` each finished epoch is a progress
+    line and the result (best checkpoint, epoch, scores) the last line.
+    """
+    config = config_from_args(args)
+    as_json = rep is not None and rep.mode == "json"
+    epochs = rep.progress("train", "epoch") if as_json else None
+    on_progress = (lambda pct, _: epochs(round(pct * config.epochs / 100), config.epochs)) if epochs else None
+    result = train(config, on_progress)
+    if as_json:
+        rep.result(checkpoint=result["best_checkpoint"], best_epoch=result["best_epoch"], scores=result["best"])
+        return 0
     print(format_scores(result["best"]) if result.get("best") else "no validation result")
     print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
     return 0
