@@ -370,71 +370,100 @@ def train(
     return run_epochs(ctx, on_progress, should_cancel)
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Help lines end with the option's default, unless it is empty."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, "", False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the training options to ``parser`` (used by ``aerialseg train`` too)."""
+    """Add the training options to ``parser`` (used by ``aerialseg train`` too), grouped and documented."""
     d = TrainConfig(out_dir="")
+    parser.epilog = (
+        "Data sets: dubai (--data ROOT with tile_N/images + masks), landcoverai (--data ROOT with images/, masks/, "
+        "train.txt ...; --train-split train --val-split val), potsdam (--data ROOT, tile ids), folder (--images DIR "
+        "--masks DIR of same-named rasters of class ids), vector (--images RASTER|DIR --labels POLYGONS "
+        "--label-field FIELD). Re-running the same command resumes from the run folder's last.pt."
+    )
+    parser.formatter_class = _HelpWithDefaults
     parser.add_argument("--out", required=True, help="run folder (checkpoints, history, curves); re-run to resume")
-    parser.add_argument("--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder", "vector"))
-    parser.add_argument("--data", default="", help="data set root (dubai, landcoverai, potsdam)")
-    parser.add_argument(
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder", "vector"), help="layout"
+    )
+    data.add_argument("--data", default="", help="data set root folder (dubai, landcoverai, potsdam)")
+    data.add_argument(
         "--train-split",
         default=",".join(d.train_split),
-        help="Dubai tiles (1,2,3), Potsdam tile ids (2_10,2_11) or LandCover.ai split name",
+        help="Dubai tiles (1,2,3), Potsdam tile ids (2_10,2_11) or a LandCover.ai split name",
     )
-    parser.add_argument("--val-split", default=",".join(d.val_split))
-    for name in ("images", "masks", "val-images", "val-masks"):
-        parser.add_argument(
-            f"--{name}", default="", help="folder data set: folder of same-named rasters (vector: a raster or folder)"
-        )
-    parser.add_argument("--class-names", default="", help="folder/vector data set: comma-separated names, id order")
-    parser.add_argument("--labels", default="", help="vector data set: polygons labelling the images (any GDAL format)")
-    parser.add_argument("--label-field", default="", help="vector data set: the field with class ids or names")
-    parser.add_argument("--label-layer", default="", help="vector data set: layer of a multi-layer file")
-    parser.add_argument(
-        "--unlabelled", default=d.unlabelled, help="vector data set: pixels outside the polygons (ignore or a class)"
-    )
-    parser.add_argument(
+    data.add_argument("--val-split", default=",".join(d.val_split), help="the same, for validation")
+    data.add_argument("--images", default="", help="folder: a folder of images; vector: an image raster or a folder")
+    data.add_argument("--masks", default="", help="folder: masks of class ids, named like the images")
+    data.add_argument("--val-images", default="", help="validation images (folder/vector); empty: --val-fraction")
+    data.add_argument("--val-masks", default="", help="folder: masks of the validation images")
+    data.add_argument("--class-names", default="", help="folder/vector: comma-separated class names in id order")
+    data.add_argument("--labels", default="", help="vector: polygons labelling the images (any GDAL vector format)")
+    data.add_argument("--label-field", default="", help="vector: the field holding class ids or class names")
+    data.add_argument("--label-layer", default="", help="vector: the layer of a multi-layer file")
+    data.add_argument("--unlabelled", default=d.unlabelled, help="vector: pixels outside polygons: ignore or a class")
+    data.add_argument(
         "--val-fraction",
         type=float,
         default=d.val_fraction,
-        help="folder/vector data set without --val-images: bottom share of rows held out for validation",
+        help="folder/vector without --val-images: share of each image's rows, at the bottom, held out",
     )
-    parser.add_argument("--scale", type=float, default=d.scale, help="resample all data by this factor")
-    parser.add_argument("--tile-scales", default="", help="per-tile factors, e.g. 7=0.55 (Dubai tile 7)")
-    parser.add_argument("--name", default=d.name)
-    parser.add_argument("--arch", default=d.arch, choices=ARCHITECTURES)
-    parser.add_argument("--encoder", default=d.encoder)
-    parser.add_argument("--encoder-depth", type=int, default=d.encoder_depth)
-    parser.add_argument("--decoder-channels", default=",".join(map(str, d.decoder_channels)))
-    for name in (
-        "chip",
-        "batch-size",
-        "chips-per-epoch",
-        "epochs",
-        "patience",
-        "seed",
-        "val-tile",
-        "tile-size",
-        "overlap",
-        "num-workers",
-        "threads",
+    data.add_argument("--scale", type=float, default=d.scale, help="resample all data by this factor (0.5 = half)")
+    data.add_argument("--tile-scales", default="", help="per-tile factors, e.g. 7=0.55 (Dubai tile 7)")
+    net = parser.add_argument_group("network")
+    net.add_argument("--arch", default=d.arch, choices=ARCHITECTURES, help="network")
+    net.add_argument("--encoder", default=d.encoder, help="a segmentation-models-pytorch encoder (from scratch)")
+    net.add_argument("--encoder-depth", type=int, default=d.encoder_depth, help="encoder stages used (3-5)")
+    net.add_argument("--decoder-channels", default=",".join(map(str, d.decoder_channels)), help="UNet decoder widths")
+    fit = parser.add_argument_group("training")
+    for name, help_text in (
+        ("chip", "side of the random training chips, px"),
+        ("batch-size", "chips per step"),
+        ("chips-per-epoch", "random chips drawn per epoch"),
+        ("epochs", "epochs (the learning-rate schedule spans them all)"),
+        ("patience", "early stop after this many epochs without a better validation mIoU"),
+        ("seed", "random seed (chips, augmentation, initial weights)"),
+        ("val-tile", "validation images up to this side are predicted in one pass, larger ones in tiles"),
     ):
-        parser.add_argument(f"--{name}", type=int, default=getattr(d, name.replace("-", "_")))
-    for name in ("lr", "weight-decay", "brightness", "contrast"):
-        parser.add_argument(f"--{name}", type=float, default=getattr(d, name.replace("-", "_")))
-    parser.add_argument("--scale-jitter", default=",".join(map(str, d.scale_jitter)), help="min,max zoom")
-    parser.add_argument("--scheduler", default=d.scheduler, choices=("onecycle", "cosine"))
-    parser.add_argument("--loss", default=d.loss, choices=LOSS_NAMES)
-    parser.add_argument("--class-weighting", default=d.class_weighting, choices=("none", "inverse", "inverse_sqrt"))
-    parser.add_argument("--mean", default="", help="per-band mean of value/255 (default: measured)")
-    parser.add_argument("--std", default="")
-    parser.add_argument("--gsd", type=float, default=None, help="ground sample distance trained at, metres")
+        fit.add_argument(f"--{name}", type=int, default=getattr(d, name.replace("-", "_")), help=help_text)
+    fit.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
+    fit.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    fit.add_argument("--scheduler", default=d.scheduler, choices=("onecycle", "cosine"), help="learning-rate schedule")
+    fit.add_argument("--loss", default=d.loss, choices=LOSS_NAMES, help="loss (ignore pixels left out)")
+    fit.add_argument(
+        "--class-weighting",
+        default=d.class_weighting,
+        choices=("none", "inverse", "inverse_sqrt"),
+        help="cross-entropy class weights from the class frequencies",
+    )
+    fit.add_argument("--brightness", type=float, default=d.brightness, help="brightness change, share of the range")
+    fit.add_argument("--contrast", type=float, default=d.contrast, help="contrast change, +- share")
+    fit.add_argument("--scale-jitter", default=",".join(map(str, d.scale_jitter)), help="min,max zoom of the chips")
+    fit.add_argument("--mean", default="", help="per-band mean of value/255; empty: measured on the images")
+    fit.add_argument("--std", default="", help="per-band std of value/255; empty: measured")
+    fit.add_argument("--init-weights", default="", help="start from this checkpoint's weights (same architecture)")
+    card = parser.add_argument_group("model card")
+    card.add_argument("--name", default=d.name, help="model name")
+    card.add_argument("--gsd", type=float, default=None, help="ground sample distance of the data, metres")
+    card.add_argument("--tile-size", type=int, default=d.tile_size, help="inference tile side, px")
+    card.add_argument("--overlap", type=int, default=d.overlap, help="inference tile overlap, px")
     for name in ("licence", "training-data", "description"):
-        parser.add_argument(f"--{name}", default="")
-    parser.add_argument("--init-weights", default="", help="start from this checkpoint's weights (same architecture)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this long (resume later)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        card.add_argument(f"--{name}", default="", help=f"{name.replace('-', ' ')} recorded in the card")
+    run_ = parser.add_argument_group("run")
+    run_.add_argument("--max-minutes", type=float, default=None, help="stop after this long (re-run to resume)")
+    run_.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when torch sees it")
+    run_.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch")
+    run_.add_argument("--num-workers", type=int, default=d.num_workers, help="chip loader processes (0: in-process)")
+    run_.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
