@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import rasterio
 from aerialseg.card import CARD_KEY
 from conftest import RASTERS, expected_classes, read_band, scene, write_raster
 from tinymodels import colour_card
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NL_RGBA = RASTERS / "nl_aerial_rd_new_1210x718.tif"
 SCENE = scene(300, 500, seed=7)
@@ -150,7 +153,8 @@ def test_top_level_help_and_version(help_runs):
     for command in COMMANDS:
         assert command in r.stdout
     r = help_runs["--version"]
-    assert r.returncode == 0 and r.stdout.strip() == "aerialseg 0.2.0"
+    plugin_version = re.search(r"^version=(\S+)$", (ROOT / "metadata.txt").read_text(), re.M).group(1)
+    assert r.returncode == 0 and r.stdout.strip() == f"aerialseg {plugin_version}"  # engine and plugin in step
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])

@@ -16,7 +16,7 @@ from aerialseg.predict import classify  # noqa: E402
 from aerialseg.runtime import load_model  # noqa: E402
 from aerialseg.vectorize import vectorize  # noqa: E402 - binds the function over the submodule of the same name
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 __all__ = [
