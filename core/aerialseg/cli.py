@@ -325,8 +325,7 @@ def cmd_check(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
-    module = importlib.import_module(_MOUNTED[args.command][0])
-    return int((module.run(args, rep) if args.command == "train" else module.run(args)) or 0)
+    return int(importlib.import_module(_MOUNTED[args.command][0]).run(args, rep) or 0)
 
 
 def _classify_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -214,8 +214,8 @@ def vector_samples(images: str | Path, labels: VectorLabels, scale: float = 1.0)
         with _open(img) as src:
             if src.crs is None or src.transform.is_identity:
                 raise InputError(f"{img} is not georeferenced: label polygons cannot be placed on it")
-            bounds = shapely.box(*src.bounds)
-        _, _, tree = _label_index(labels, _crs_key(img))
+            bounds, crs = shapely.box(*src.bounds), src.crs.to_wkt()
+        _, _, tree = _label_index(labels, crs)
         if not len(tree.query(bounds)):
             raise InputError(f"no label polygon of {labels.path} overlaps {img}")
         samples.append(Sample(img, img, None, scale, labels=labels))
@@ -369,11 +369,18 @@ def image_validity(
     path: Path, window: Window | None = None, out_shape: tuple[int, int] | None = None
 ) -> np.ndarray | None:
     """Where the image has data (its nodata value, mask band or alpha), or None when it is valid everywhere."""
+    if _valid_everywhere(path):
+        return None
     with _open(path) as src:
-        if all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums):
-            return None
         valid = src.dataset_mask(window=_rio_window(window), out_shape=out_shape, resampling=Resampling.nearest)
     return valid > 0
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_everywhere(path: Path) -> bool:
+    """Whether no band of the image has a nodata value, mask band or alpha (asked once per image, not per chip)."""
+    with _open(path) as src:
+        return all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
 
 
 @functools.lru_cache(maxsize=16)
@@ -418,11 +425,6 @@ def _class_ids(values: Sequence, labels: VectorLabels) -> np.ndarray:
     return np.asarray(ids, np.uint8)
 
 
-def _crs_key(path: Path) -> str:
-    with _open(path) as src:
-        return src.crs.to_wkt() if src.crs else ""
-
-
 def rasterize_labels(
     labels: VectorLabels, image: Path, window: Window | None = None, out_shape: tuple[int, int] | None = None
 ) -> np.ndarray:
@@ -430,10 +432,11 @@ def rasterize_labels(
     with _open(image) as src:
         win = _rio_window(window) or rasterio.windows.Window(0, 0, src.width, src.height)
         transform, bounds = src.window_transform(win), rasterio.windows.bounds(win, src.transform)
+        crs = src.crs.to_wkt() if src.crs else ""
     h, w = int(win.height), int(win.width)
     out_h, out_w = out_shape or (h, w)
     transform = transform @ rasterio.Affine.scale(w / out_w, h / out_h)
-    geoms, ids, tree = _label_index(labels, _crs_key(image))
+    geoms, ids, tree = _label_index(labels, crs)
     hits = np.sort(tree.query(shapely.box(*bounds)))  # keep the largest-first drawing order
     if not len(hits):
         return np.full((out_h, out_w), labels.unlabelled, np.uint8)

@@ -190,8 +190,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=1024, help="block side in pixels")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller)."""
+def run(args: argparse.Namespace, rep: Any = None) -> int:
+    """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller); ``rep``: unused."""
     names, colours = _class_table(args)
     result = evaluate(args.prediction, args.reference, names, colours, args.block)
     _write_outputs(result, args.json, args.png)

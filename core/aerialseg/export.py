@@ -137,8 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default=None)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Export from parsed options; returns 0 (AerialSegError propagates to the caller)."""
+def run(args: argparse.Namespace, rep: Any = None) -> int:
+    """Export from parsed options; returns 0 (AerialSegError propagates to the caller); ``rep``: unused."""
     updates = {
         k: v
         for k, v in (
