@@ -59,9 +59,9 @@ def run_notebook(a: argparse.Namespace) -> dict:
     import rasterio
     import torch
 
-    from aerialseg.train import build_model
+    from aerialseg.nets import build_model
 
-    ckpt = torch.load(a.model, map_location="cpu", weights_only=False)
+    ckpt = torch.load(a.model, map_location="cpu", weights_only=True)
     net = build_model(ckpt["arch"])
     net.load_state_dict(ckpt["state_dict"])
     net.to(a.device).eval()
@@ -104,7 +104,7 @@ def run_geoai(a: argparse.Namespace) -> dict:
     import torch
     from geoai.train import semantic_inference_on_geotiff
 
-    ckpt = torch.load(a.model, map_location="cpu", weights_only=False)
+    ckpt = torch.load(a.model, map_location="cpu", weights_only=True)
     arch = ckpt["arch"]
     net = smp.Unet(encoder_name=arch["encoder"], encoder_weights=None, encoder_depth=arch["encoder_depth"],
                    decoder_channels=arch["decoder_channels"], in_channels=arch["in_channels"], classes=arch["classes"])
@@ -145,8 +145,8 @@ def prepare(a: argparse.Namespace) -> tuple[Path, Path, object]:
     import torch
 
     from _common import cached_mosaic
+    from aerialseg.nets import build_model
     from aerialseg.runtime import load_model
-    from aerialseg.train import build_model
 
     card = load_model(a.model, "cpu").card
     raster = a.raster

@@ -11,7 +11,8 @@ import torch
 from aerialseg.card import read_card
 from aerialseg.errors import ModelError
 from aerialseg.export import export_onnx
-from aerialseg.train import TrainConfig, build_model, train
+from aerialseg.nets import build_model
+from aerialseg.train import TrainConfig, train
 from trainkit import make_dubai, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 
@@ -61,7 +62,7 @@ def test_export_writes_probabilities_model_with_card(checkpoint, tmp_path):
 def test_onnx_runtime_matches_pytorch_at_other_sizes(checkpoint, tmp_path):
     out = tmp_path / "tiny.onnx"
     export_onnx(checkpoint, out)
-    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt = torch.load(checkpoint, weights_only=True)
     net = build_model(ckpt["arch"])
     net.load_state_dict(ckpt["state_dict"])
     x = np.random.default_rng(1).standard_normal((3, 3, 96, 160)).astype(np.float32)

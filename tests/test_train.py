@@ -13,7 +13,8 @@ from aerialseg import datasets as ds
 from aerialseg.card import ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import build_loss
-from aerialseg.train import TrainConfig, add_arguments, build_model, config_from_args, train
+from aerialseg.nets import build_model
+from aerialseg.train import TrainConfig, add_arguments, config_from_args, train
 from aerialseg.training_io import predict_logits
 from trainkit import make_dubai, make_folder, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
@@ -102,7 +103,7 @@ def test_train_writes_checkpoints_history_and_curves(dubai, tmp_path):
         assert (run / name).is_file(), name
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and 0 <= history[-1]["miou"] <= 1
-    ckpt = torch.load(run / "best.pt", weights_only=False)
+    ckpt = torch.load(run / "best.pt", weights_only=True)
     assert {"arch", "card", "state_dict", "optimizer", "scheduler", "epoch"} <= set(ckpt)
     card = ModelCard.from_dict(ckpt["card"])
     assert card.class_names == ["building", "land", "road", "vegetation", "water"] and card.gsd_m == 2.0
@@ -118,8 +119,8 @@ def test_resume_after_interruption_gives_the_same_run(dubai, tmp_path):
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
     train(TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common))
     train(TrainConfig(out_dir=str(tmp_path / "cut"), **common))
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert [h["epoch"] for h in cut["history"]] == [1, 2, 3]
     assert [h["train_loss"] for h in cut["history"]] == pytest.approx([h["train_loss"] for h in full["history"]])
     for key, value in full["state_dict"].items():
@@ -202,7 +203,7 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path, capsys)
     assert progress == [(1, 2), (2, 2)] and lines[-1]["type"] == "result"
     assert lines[-1]["checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
         "red", "sand", "grey"}
-    saved = torch.load(run / "last.pt", weights_only=False)
+    saved = torch.load(run / "last.pt", weights_only=True)
     assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]
     cm = np.array(saved["history"][-1]["confusion_matrix"])
     assert cm.sum() == 24 * 96  # validation: the bottom quarter of the rows, every pixel labelled

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aerialseg import __version__
+from aerialseg._version import __version__
 from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ mask's encoding and the factor the pair is resampled by):
   on the fly onto each image's grid, window by window.
 
 Chips are cut on the fly from the full images (no pre-cut copies) by :class:`ChipDataset`, with
-scale jitter, flips, 90 degree rotations and brightness/contrast changes. Pixels with
+scale jitter, flips, 90 degree rotations, brightness/contrast/colour changes, blur and noise. Pixels with
 :data:`IGNORE_INDEX` in a mask are excluded from losses and metrics; so are the image's nodata pixels.
 """
 
@@ -457,6 +457,8 @@ class Augment:
     flips: bool = True
     brightness: float = 0.15
     contrast: float = 0.15
+    colour: float = 0.0  # per-band shift (share of the range) and saturation change (+- 2x this share)
+    blur: float = 0.0  # probability of a Gaussian blur (sigma 0.5-1.5 px) or sensor noise
 
 
 class ChipDataset(torch.utils.data.Dataset):
@@ -535,7 +537,7 @@ def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple
 def _augment(
     image: np.ndarray, mask: np.ndarray, aug: Augment, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip, 90 degree rotation and (normalised-space) brightness/contrast change."""
+    """Random flip, 90 degree rotation, (normalised-space) brightness/contrast/colour change, blur or noise."""
     if aug.flips:
         k = int(rng.integers(0, 4))
         image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
@@ -543,7 +545,31 @@ def _augment(
             image, mask = image[:, :, ::-1], mask[:, ::-1]
     contrast = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
     brightness = rng.uniform(-aug.brightness, aug.brightness) * 4.0  # ~4 std span the 0..255 range
-    return image * contrast + brightness, mask
+    image = image * contrast + brightness
+    if aug.colour > 0:
+        grey = image.mean(axis=0, keepdims=True)
+        saturation = 1.0 + rng.uniform(-2 * aug.colour, 2 * aug.colour)
+        shift = rng.uniform(-aug.colour, aug.colour, size=(image.shape[0], 1, 1)) * 4.0
+        image = grey + (image - grey) * saturation + shift
+    if aug.blur > 0 and rng.random() < aug.blur:
+        image = _blur(image, float(rng.uniform(0.5, 1.5))) if rng.random() < 0.7 else _noise(image, rng)
+    return image.astype(np.float32, copy=False), mask
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of each band (reflected edges), as an out-of-focus or coarser camera would give."""
+    r = max(1, round(2.5 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    kernel = torch.from_numpy((k / k.sum()).astype(np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[:, None]  # (bands, 1, H, W)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return x[:, 0].numpy()
+
+
+def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian sensor noise of up to ~8 grey levels (normalised units: ~0.15 std)."""
+    return image + rng.normal(0.0, rng.uniform(0.03, 0.15), size=image.shape).astype(np.float32)
 
 
 def channel_stats(samples: Sequence[Sample], scale: float = 255.0) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -59,8 +59,7 @@ def export_onnx(
         ModelError: unreadable checkpoint, or ONNX Runtime disagrees with PyTorch.
         OutputError: the file cannot be written.
     """
-    from aerialseg.train import build_model
-    from aerialseg.training_io import load_checkpoint
+    from aerialseg.nets import build_model, load_checkpoint
 
     ckpt = load_checkpoint(Path(checkpoint))
     try:

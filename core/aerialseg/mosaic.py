@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape
 
 import rasterio
 
-from aerialseg import __version__
+from aerialseg._version import __version__
 from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import CLASS_TABLE_TAG, style_files

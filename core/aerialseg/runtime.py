@@ -231,11 +231,11 @@ class TorchModel:
         try:
             import torch
 
-            from aerialseg.train import build_model
+            from aerialseg.nets import build_model, load_checkpoint
         except ImportError:
             raise ModelError("running a PyTorch checkpoint needs torch; install the 'train' extras") from None
         try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(path)
             self.card = ModelCard.from_dict(ckpt["card"], str(path))
             self.net = build_model(ckpt["arch"])
             self.net.load_state_dict(ckpt["state_dict"])
@@ -267,7 +267,7 @@ def environment_report() -> dict[str, object]:
     import onnxruntime as ort
     import rasterio
 
-    from aerialseg import __version__
+    from aerialseg._version import __version__
 
     report: dict[str, object] = {
         "aerialseg": __version__, "python": platform.python_version(), "numpy": np.__version__,

@@ -24,17 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from aerialseg import datasets as ds
 from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
-from aerialseg.training_io import load_checkpoint
+from aerialseg.nets import ARCHITECTURES, build_model, load_checkpoint
 
 log = logging.getLogger(__name__)
-ARCHITECTURES = ("unet", "deeplabv3plus")
 # Fields that may change between a run and its resumption (they do not change what is computed).
 _RUNTIME_FIELDS = {"max_minutes", "num_workers", "threads", "device", "progress"}
 
@@ -77,6 +75,8 @@ class TrainConfig:
     scale_jitter: tuple[float, float] = (0.75, 1.33)
     brightness: float = 0.15
     contrast: float = 0.15
+    colour: float = 0.0
+    blur: float = 0.0
     mean: tuple[float, ...] = ()  # empty: measured on the training images
     std: tuple[float, ...] = ()
     patience: int = 40  # early stopping: epochs without a better validation mIoU
@@ -107,38 +107,6 @@ class TrainConfig:
             for k, v in d.items()
         }
         return cls(**conv)
-
-
-def build_model(arch: dict[str, Any]) -> nn.Module:
-    """Rebuild a network (returning logits) from a checkpoint's ``arch`` dict (no pretrained weights).
-
-    ``arch`` keys: ``name`` (unet | deeplabv3plus), ``encoder``, ``encoder_depth``, ``in_channels``,
-    ``classes`` and, for UNet, ``decoder_channels``. Encoder stages deeper than ``encoder_depth`` are
-    removed so they do not bloat the model file.
-    """
-    import segmentation_models_pytorch as smp
-
-    name, depth = arch["name"], int(arch.get("encoder_depth", 5))
-    common = {
-        "encoder_name": arch["encoder"],
-        "encoder_weights": None,
-        "in_channels": int(arch.get("in_channels", 3)),
-        "classes": int(arch["classes"]),
-        "encoder_depth": depth,
-    }
-    try:
-        if name == "unet":
-            model = smp.Unet(decoder_channels=list(arch["decoder_channels"]), **common)
-        elif name == "deeplabv3plus":
-            model = smp.DeepLabV3Plus(**common)
-        else:
-            raise InputError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    except (KeyError, ValueError) as e:
-        raise InputError(f"cannot build {name} with encoder {arch.get('encoder')!r}: {e}") from None
-    for i in range(depth, 5):  # ResNet-style encoders keep unused stages: drop them
-        if hasattr(model.encoder, f"layer{i}"):
-            delattr(model.encoder, f"layer{i}")
-    return model
 
 
 def _arch(config: TrainConfig, num_classes: int) -> dict[str, Any]:
@@ -314,7 +282,8 @@ def train(
         mean, std = config.mean, config.std
     else:
         mean, std = ds.channel_stats(train_samples)
-    aug = ds.Augment(tuple(config.scale_jitter), True, config.brightness, config.contrast)  # type: ignore[arg-type]
+    jitter: tuple[float, float] = tuple(config.scale_jitter)  # type: ignore[assignment]
+    aug = ds.Augment(jitter, True, config.brightness, config.contrast, config.colour, config.blur)
     cache = sum(h * w for h, w in map(ds.sample_shape, train_samples)) < 200e6
     data = ds.ChipDataset(
         train_samples, k, config.chip, config.chips_per_epoch, mean, std, augment=aug, seed=config.seed, cache=cache
@@ -447,6 +416,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--brightness", type=float, default=d.brightness, help="brightness change, share of the range")
     fit.add_argument("--contrast", type=float, default=d.contrast, help="contrast change, +- share")
+    fit.add_argument("--colour", type=float, default=d.colour, help="per-band colour and saturation change, +- share")
+    fit.add_argument("--blur", type=float, default=d.blur, help="probability of a blur or sensor noise per chip")
     fit.add_argument("--scale-jitter", default=",".join(map(str, d.scale_jitter)), help="min,max zoom of the chips")
     fit.add_argument("--mean", default="", help="per-band mean of value/255; empty: measured on the images")
     fit.add_argument("--std", default="", help="per-band std of value/255; empty: measured")
@@ -507,6 +478,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             scale_jitter=floats(args.scale_jitter),  # type: ignore[arg-type]
             brightness=args.brightness,
             contrast=args.contrast,
+            colour=args.colour,
+            blur=args.blur,
             mean=floats(args.mean),
             std=floats(args.std),
             patience=args.patience,

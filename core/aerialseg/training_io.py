@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from aerialseg import datasets as ds
-from aerialseg.errors import Cancelled, OutputError
+from aerialseg.errors import Cancelled
 from aerialseg.metrics import confusion_matrix, format_scores, scores
+from aerialseg.nets import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +73,6 @@ def validate(
             logits = nn.functional.interpolate(logits[None], size=mask.shape, mode="bilinear", align_corners=False)[0]
         cm += confusion_matrix(mask, logits.argmax(0).cpu().numpy(), num_classes)
     return cm
-
-
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write a checkpoint atomically (a crash never leaves a truncated file)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        torch.save(checkpoint, tmp)
-        tmp.replace(path)
-    except OSError as e:
-        raise OutputError(f"cannot write checkpoint {path}: {e}") from None
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (on the CPU)."""
-    from aerialseg.errors import ModelError
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelError(f"{path} is not a readable checkpoint ({type(e).__name__}); delete it to start over") from None
 
 
 def write_history(out: Path, history: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
