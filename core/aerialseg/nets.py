@@ -81,7 +81,7 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
         raise ModelError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or not {"arch", "card", "state_dict"} <= ckpt.keys():
-        raise ModelError(f"{path} is not an AerialSeg training checkpoint (expected the keys arch, card and state_dict)")
+        raise ModelError(f"{path} is not an AerialSeg training checkpoint (no arch, card or state_dict)")
     if int(ckpt.get("format", CHECKPOINT_FORMAT)) > CHECKPOINT_FORMAT:
         raise ModelError(f"{path} was written by a newer AerialSeg (checkpoint format {ckpt['format']}); update")
     return ckpt

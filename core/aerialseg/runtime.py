@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from aerialseg.card import ModelCard, read_card
+from aerialseg.download import cached_models, fetch_model, is_url
 from aerialseg.errors import InputError, ModelError, first_line
 
 log = logging.getLogger("aerialseg")
@@ -57,6 +58,8 @@ def bundled_models() -> list[BundledModel]:
     for folder in models_dirs():
         for path in sorted(folder.glob("*.onnx")):
             found.setdefault(path.stem, BundledModel(path.stem, path, read_card(path)))
+    for path in cached_models():  # downloaded by URL: listed by their path, which --model accepts
+        found.setdefault(str(path), BundledModel(str(path), path, read_card(path)))
     return list(found.values())
 
 
@@ -74,6 +77,8 @@ def default_model_name() -> str:
 def resolve_model(spec: str | Path | None) -> Path:
     """Turn a bundled name, a path, or None (the default model) into an existing model file."""
     spec = default_model_name() if spec is None else spec
+    if is_url(spec):
+        return fetch_model(str(spec))
     path = Path(spec)
     if path.suffix.lower() in (".onnx", *_TORCH_SUFFIXES) or path.exists():
         if not path.is_file():
