@@ -74,6 +74,7 @@ class BlockJob:
     confidence: bool = False
     block_size: int = 2048
     threads: int | None = None
+    precision: str = "auto"
     host_threads: dict[str, int] = field(default_factory=dict)  # ONNX Runtime threads per worker, by host
 
     def key(self) -> str:
@@ -92,15 +93,15 @@ class BlockJob:
 _MODEL_LOCK = threading.Lock()
 
 
-def _worker_model(path: str, device: str, threads: int | None) -> Model:
+def _worker_model(path: str, device: str, threads: int | None, precision: str = "auto") -> Model:
     """One model per worker process, loaded with the first block that needs it."""
     with _MODEL_LOCK:
-        return _cached_model(path, device, threads)
+        return _cached_model(path, device, threads, precision)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(path: str, device: str, threads: int | None) -> Model:
-    return load_model(path, device, threads)
+def _cached_model(path: str, device: str, threads: int | None, precision: str) -> Model:
+    return load_model(path, device, threads, precision)
 
 
 def worker_threads(host_threads: dict[str, int]) -> int | None:
@@ -132,7 +133,7 @@ def _context(job: BlockJob) -> _Context:
     key = job.key()
     with _CONTEXT_LOCK:  # a worker may run several tasks at once, in threads
         if key not in _CONTEXTS:
-            net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
+            net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads), job.precision)
             with open_raster(job.input) as ds:
                 grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size)
                 gain, offset = normalisation(ds, net.card)

@@ -141,8 +141,8 @@ def classify_file(src: str, dst: str, model: str, options: dict[str, Any]) -> st
 
     if not Path(dst).exists():
         threads = options.get("threads") or worker_threads(options.get("host_threads", {}))
-        net = _worker_model(model, options.get("device", "auto"), threads)
-        opts = {k: v for k, v in options.items() if k not in ("device", "threads", "host_threads")}
+        net = _worker_model(model, options.get("device", "auto"), threads, options.get("precision", "auto"))
+        opts = {k: v for k, v in options.items() if k not in ("device", "threads", "host_threads", "precision")}
         classify(src, dst, net, **opts)
     return dst
 

@@ -64,6 +64,7 @@ def classify(
     overwrite: bool = False,
     block_size: int = 2048,
     threads: int | None = None,
+    precision: str = "auto",
     client: Any = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -86,6 +87,8 @@ def classify(
         block_size: working-grid pixels finished together (bounds memory).
         threads: CPU threads for ONNX Runtime (default: all cores; on a cluster, the cores of each
             worker's machine shared among the workers there).
+        precision: "fp32", "int8" or "auto" (the model's int8 variant on the CPU when its card shows it
+            at least 1.5x faster with an mIoU within 0.01; see :func:`aerialseg.runtime.load_model`).
         client: a ``distributed.Client``: run the blocks on its Dask cluster (same output, byte for byte).
         on_progress: called with (tiles done, tiles in total).
         should_cancel: polled between batches; returning True stops the run, leaving no output.
@@ -106,12 +109,13 @@ def classify(
         from aerialseg.distributed import classify_on_cluster
 
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                   "tta": tta, "resample": resample, "block_size": block_size, "threads": threads}
+                   "tta": tta, "resample": resample, "block_size": block_size, "threads": threads,
+                   "precision": precision}
         return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
                                    should_cancel or (lambda: False))
     started = time.perf_counter()
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
-        net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
+        net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads, precision)
         check_bands(ds, net.card, input)
         grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size)
         gain, offset = normalisation(ds, net.card)
