@@ -38,3 +38,41 @@ def test_resolve_auto_reads_the_input_and_keeps_explicit_choices():
     assert resolve_auto(None, RASTERS / "rasterio_RGB.byte.tif") == LANDCOVER  # Landsat, 300 m
     assert resolve_auto(None, RASTERS / "neon_osbs_029_10cm.tif", input_gsd=2.0) == LANDCOVER
     assert resolve_auto("my.onnx", RASTERS / "neon_osbs_029_10cm.tif") == "my.onnx"
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "aerialseg.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_map_chooses_the_building_model_for_a_fine_orthophoto_and_squares_its_buildings(tmp_path):
+    import pyogrio
+
+    r = _cli("map", RASTERS / "nl_aerial_rd_new_1210x718.tif", tmp_path, "-v", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    assert f"model: {BUILDINGS} (chosen automatically" in r.stderr and "regularising building outlines" in r.stderr
+    gpkg = tmp_path / "nl_aerial_rd_new_1210x718_features.gpkg"
+    assert "building" in [name for name, _ in pyogrio.list_layers(gpkg)]
+    assert len(pyogrio.read_dataframe(gpkg, layer="building")) > 10
+
+
+@pytest.mark.slow
+def test_input_gsd_resamples_an_image_without_georeferencing(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from conftest import read_band, scene
+
+    Image.fromarray(scene(120, 160).transpose(1, 2, 0)).save(tmp_path / "drone.png")
+    r = _cli("classify", tmp_path / "drone.png", tmp_path / "lc.tif", "--input-gsd", "1.0", "-v", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    assert "input's 1 m/px" in r.stderr and "resampling: input 1.000 x 1.000 m/px -> model 2.000 m/px" in r.stderr
+    assert read_band(tmp_path / "lc.tif").shape == (120, 160)  # back on the input grid
+    assert np.isin(read_band(tmp_path / "lc.tif"), [0, 1, 2, 3, 4]).all()
+    bad = _cli("classify", tmp_path / "drone.png", tmp_path / "lc2.tif", "--input-gsd", "-1", "--model",
+               LANDCOVER)
+    assert bad.returncode == 1 and "--input-gsd must be a positive" in bad.stderr

@@ -182,6 +182,7 @@ def cmd_classify(args: argparse.Namespace, rep: Reporter) -> int:
     from aerialseg.predict import classify
 
     inputs = expand_inputs(args.input)
+    _choose_model(args, inputs)
     with cluster_client(args.workers, args.scheduler) as client:
         if inputs is not None:
             if args.confidence:
@@ -229,7 +230,13 @@ def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
     written = [p for r in (*rasters, raster) for p in (r, *style_files(r)) if not p.exists()]
     try:
         check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
+        _choose_model(args, inputs)
         card = model_card(args.model)
+        if args.regularize is None:  # buildings of fine imagery are many pixels: square them
+            args.regularize = card.gsd_m is not None and card.gsd_m <= 0.5
+            if args.regularize:
+                log.info("regularising building outlines (the model works at %g m/px; --no-regularize to keep)",
+                         card.gsd_m)
         for cls in _vectorize_options(args).get("classes", []):
             if isinstance(cls, str):
                 card.class_by_name(cls)  # a typo fails now, not after classifying
@@ -328,14 +335,22 @@ def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
     return int(importlib.import_module(_MOUNTED[args.command][0]).run(args, rep) or 0)
 
 
+def _choose_model(args: argparse.Namespace, inputs: list[Path] | None) -> None:
+    """Replace ``--model auto`` by the bundled model that fits the (first) input's ground resolution."""
+    from aerialseg.choose import resolve_auto
+
+    names = [c for c in (getattr(args, "classes", None) or "").split(",") if c and not c.isdigit()]
+    args.model = resolve_auto(args.model, inputs[0] if inputs else args.input, names, args.input_gsd)
+
+
 def _classify_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "tile_size": args.tile_size, "overlap": args.overlap,
             "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample, "threads": args.threads,
-            "precision": args.precision}
+            "precision": args.precision, "input_gsd": args.input_gsd}
 
 
 def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"regularize": args.regularize}
+    options: dict[str, Any] = {"regularize": bool(args.regularize)}
     if args.classes:
         options["classes"] = [int(c) if c.isdigit() else c for c in args.classes.split(",")]
     if args.min_area is not None:
@@ -403,7 +418,11 @@ def _command(sub: Any, name: str, func: Callable, help_text: str, progress: bool
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", help="bundled model name or .onnx/.pt path (default: the bundled default model)")
+    p.add_argument("--model", "-m", default="auto",
+                   help="auto: the bundled or downloaded model whose ground resolution fits the input best (the "
+                        "default model when the input has none); or a model name, an .onnx/.pt path, an https URL")
+    p.add_argument("--input-gsd", type=float, metavar="METRES",
+                   help="ground size of an input pixel, for images without georeferencing (drone JPGs, screenshots)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: CUDA GPU if one works (auto), or force cpu/cuda")
     p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
@@ -425,7 +444,8 @@ def _add_vector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names or ids (default: building,road,water)")
     p.add_argument("--min-area", type=float, help="drop polygons smaller than this many square metres")
     p.add_argument("--simplify", type=float, help="simplification tolerance in metres")
-    p.add_argument("--regularize", action="store_true", help="square building outlines to right angles")
+    p.add_argument("--regularize", action=argparse.BooleanOptionalAction, default=None,
+                   help="square building outlines to right angles (map: on by default for models finer than 0.5 m)")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class BlockJob:
     block_size: int = 2048
     threads: int | None = None
     precision: str = "auto"
+    input_gsd: float | None = None
     host_threads: dict[str, int] = field(default_factory=dict)  # ONNX Runtime threads per worker, by host
 
     def key(self) -> str:
@@ -135,7 +136,8 @@ def _context(job: BlockJob) -> _Context:
         if key not in _CONTEXTS:
             net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads), job.precision)
             with open_raster(job.input) as ds:
-                grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size)
+                grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size,
+                                        job.input_gsd)
                 gain, offset = normalisation(ds, net.card)
             _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
             _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
@@ -275,7 +277,7 @@ def classify_on_cluster(
         from aerialseg.predict import plan_grid
 
         check_bands(ds, card, input)
-        _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size)
+        _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size, job.input_gsd)
         megapixels = ds.width * ds.height / 1e6
         work = _work_dir(out, job)
         job = BlockJob(**{**asdict(job), "work_dir": str(work)})

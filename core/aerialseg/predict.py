@@ -26,6 +26,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.choose import AUTO, resolve_auto
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
     ClassRasterWriter,
@@ -52,7 +53,7 @@ ProgressCallback = Callable[[int, int], None]
 def classify(
     input: str | Path,
     output: str | Path,
-    model: str | Path | Model | None = None,
+    model: str | Path | Model | None = "auto",
     *,
     device: str = "auto",
     tile_size: int | None = None,
@@ -65,6 +66,7 @@ def classify(
     block_size: int = 2048,
     threads: int | None = None,
     precision: str = "auto",
+    input_gsd: float | None = None,
     client: Any = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -74,7 +76,8 @@ def classify(
     Args:
         input: any GDAL raster (GeoTIFF, JPEG, PNG, VRT, ...).
         output: the class raster to write (a cloud-optimised GeoTIFF, uint8, nodata 255).
-        model: a bundled model name, an ONNX or checkpoint path, a loaded model, or None (default).
+        model: "auto" (the bundled model whose ground resolution fits the input best), a bundled model
+            name, an ONNX or checkpoint path or https URL, a loaded model, or None (the default model).
         device: "auto" (CUDA if it works, else CPU), "cpu" or "cuda".
         tile_size: model input size in working pixels (default: the model card's).
         overlap: pixels shared by neighbouring tiles (default: the card's), at most tile_size / 2.
@@ -89,6 +92,8 @@ def classify(
             worker's machine shared among the workers there).
         precision: "fp32", "int8" or "auto" (the model's int8 variant on the CPU when its card shows it
             at least 1.5x faster with an mIoU within 0.01; see :func:`aerialseg.runtime.load_model`).
+        input_gsd: ground metres per pixel of an input without georeferencing (else it runs at its native
+            pixel size).
         client: a ``distributed.Client``: run the blocks on its Dask cluster (same output, byte for byte).
         on_progress: called with (tiles done, tiles in total).
         should_cancel: polled between batches; returning True stops the run, leaving no output.
@@ -105,19 +110,21 @@ def classify(
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
+    if isinstance(model, str) and model == AUTO:
+        model = resolve_auto(model, input, (), input_gsd)
     if client is not None:
         from aerialseg.distributed import classify_on_cluster
 
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
                    "tta": tta, "resample": resample, "block_size": block_size, "threads": threads,
-                   "precision": precision}
+                   "precision": precision, "input_gsd": input_gsd}
         return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
                                    should_cancel or (lambda: False))
     started = time.perf_counter()
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads, precision)
         check_bands(ds, net.card, input)
-        grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size)
+        grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size, input_gsd)
         gain, offset = normalisation(ds, net.card)
         spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
@@ -137,10 +144,10 @@ def classify(
 
 
 def plan_grid(ds: Any, card: ModelCard, tile_size: int | None, overlap: int | None, resample: bool,
-              block_size: int) -> tuple[WorkingGrid, TileGrid]:
+              block_size: int, input_gsd: float | None = None) -> tuple[WorkingGrid, TileGrid]:
     """The working grid and its tile grid: the one plan every process (or Dask worker) of a run shares."""
     tile, ov = _tile_geometry(card.tile_size, card.overlap, tile_size, overlap)
-    grid = working_grid(ds, card, resample)
+    grid = working_grid(ds, card, resample, input_gsd)
     return grid, TileGrid.create(grid.height, grid.width, tile, ov, block_size)
 
 

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from aerialseg import style
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
-from aerialseg.errors import OutputError, RasterError, first_line
+from aerialseg.errors import InputError, OutputError, RasterError, first_line
 
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
@@ -115,10 +115,21 @@ class WorkingGrid:
         return self.sx != 1.0 or self.sy != 1.0
 
 
-def working_grid(ds: Any, card: ModelCard, resample: bool = True) -> WorkingGrid:
-    """The working grid for ``ds`` and ``card``; the input grid if no resampling is needed or wanted."""
+def working_grid(ds: Any, card: ModelCard, resample: bool = True, input_gsd: float | None = None) -> WorkingGrid:
+    """The working grid for ``ds`` and ``card``; the input grid if no resampling is needed or wanted.
+
+    ``input_gsd``: ground metres per pixel of an input without georeferencing (a drone JPG, a screenshot).
+    """
     native = WorkingGrid(ds.width, ds.height, ds.transform)
     ground = ground_pixel_size(ds)
+    if input_gsd is not None:
+        if not (math.isfinite(input_gsd) and input_gsd > 0):
+            raise InputError(f"--input-gsd must be a positive number of metres, got {input_gsd}")
+        if ground is None:
+            ground = (input_gsd, input_gsd)
+        else:
+            log.warning("%s is georeferenced (%.3g m/px): --input-gsd is ignored", getattr(ds, "name", "input"),
+                        math.sqrt(ground[0] * ground[1]))
     if ground is None:
         how = "is georeferenced by GCPs only" if getattr(ds, "gcps", ((), None))[0] else "has no georeferencing"
         log.warning("%s %s: processing at its native pixel size; the output keeps the same pixel grid",
