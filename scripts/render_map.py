@@ -51,6 +51,9 @@ def main() -> None:
     for layer in layers:
         gdf = pyogrio.read_dataframe(a.features, layer=layer)
         gdf.boundary.plot(ax=axes[1], color="black", linewidth=0.8)
+    for ax in axes:  # the polygons must not move the view (pixel coordinates of an ungeoreferenced photo too)
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c.id][:3]) for c in table]
     axes[1].legend(handles, [c.name for c in table], loc="lower right", fontsize=8)
     fig.suptitle(a.title, fontsize=11)
