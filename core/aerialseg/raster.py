@@ -193,10 +193,32 @@ def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
     return data[:, valid]
 
 
+_STRIP_BYTES = 16 << 20  # decoded input read at once: well within the 64 MB block cache, so no block is decoded twice
+
+
+def _pieces(start: int, count: int, scale: float, n_input: int, step: int) -> list[tuple[float, float, int]]:
+    """Input spans (offset, size, working pixels) covering working pixels [start, start+count) at ``scale``
+    working pixels per input pixel, at most ``step`` working pixels each; every span is read at exactly
+    ``scale`` except a last working pixel that the raster's edge cuts (read from what is left of it)."""
+    pieces, done = [], 0
+    while done < count:
+        offset = (start + done) / scale
+        if offset >= n_input - 1e-6:
+            break
+        n = min(step, count - done, max(1, math.floor((n_input - offset) * scale + 1e-6)))
+        size = min(n / scale, n_input - offset)
+        pieces.append((offset, size, n))
+        done += n
+    return pieces
+
+
 class TileReader:
     """Reads normalised model input tiles and their validity from the working grid.
 
-    Open it in the thread that reads (rasterio datasets are not shared across threads).
+    A finer input than the model's resolution is block-averaged by GDAL while it is decoded (a decimated
+    read of the tile's input window, which also uses the file's overviews), in strips that fit GDAL's
+    block cache so that each compressed block is decoded once; a coarser input is upsampled bilinearly
+    through a WarpedVRT. Open it in the thread that reads (rasterio datasets are not shared across threads).
     """
 
     def __init__(self, path: str | Path, card: ModelCard, grid: WorkingGrid, gain: np.ndarray, offset: np.ndarray):
@@ -204,7 +226,8 @@ class TileReader:
         src = self._stack.enter_context(open_raster(path))
         self.bands = [data_bands(src)[b - 1] for b in card.bands]
         self.ds = src
-        if grid.resampled:
+        self._decimate = grid.sx < 1 and grid.sy < 1
+        if grid.resampled and not self._decimate:
             shrink = grid.sx < 1 or grid.sy < 1
             self.ds = self._stack.enter_context(WarpedVRT(
                 src, crs=src.crs, transform=grid.transform, width=grid.width, height=grid.height,
@@ -219,8 +242,12 @@ class TileReader:
         h, w = min(size, self.grid.height - y0), min(size, self.grid.width - x0)
         window = Window(x0, y0, w, h)
         try:
-            raw = self.ds.read(self.bands, window=window)
-            valid = self.ds.dataset_mask(window=window) > 0
+            if self._decimate:
+                raw, valid = self._decimated(y0, x0, h, w)
+                h, w = valid.shape
+            else:
+                raw = self.ds.read(self.bands, window=window)
+                valid = self.ds.dataset_mask(window=window) > 0
         except RasterioError as e:
             raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {first_line(e)}; "
                               "the file may be corrupt") from None
@@ -232,8 +259,50 @@ class TileReader:
             valid = np.pad(valid, pad, constant_values=False)
         return image, valid
 
+    def _decimated(self, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Working pixels [y0, y0+h) x [x0, x0+w) averaged from the input, read in cache-sized strips.
+
+        A working pixel is valid when at least half of the input pixels under it are.
+        """
+        ds, sx, sy = self.ds, self.grid.sx, self.grid.sy
+        cols = _pieces(x0, w, sx, ds.width, w)
+        item = len(self.bands) * np.dtype(ds.dtypes[self.bands[0] - 1]).itemsize
+        block_rows = max(ds.block_shapes[0][0], _STRIP_BYTES // max(1, round(w / sx * item)))
+        raws, masks = [], []
+        for row, height, rows in _pieces(y0, h, sy, ds.height, max(1, math.floor(block_rows * sy))):
+            raw_row, mask_row = [], []
+            for col, width, n in cols:
+                win = Window(col, row, width, height)
+                raw_row.append(ds.read(self.bands, window=win, out_shape=(len(self.bands), rows, n),
+                                       resampling=Resampling.average))
+                mask_row.append(ds.dataset_mask(window=win, out_shape=(rows, n), resampling=Resampling.average))
+            raws.append(np.concatenate(raw_row, axis=2))
+            masks.append(np.concatenate(mask_row, axis=1) >= 128)
+        return np.concatenate(raws, axis=1), np.concatenate(masks, axis=0)
+
     def close(self) -> None:
         self._stack.close()
+
+
+class WorkingGridRaster:
+    """What :class:`ClassRasterWriter` needs to write on the working grid of ``ds`` instead of its own grid."""
+
+    def __init__(self, ds: Any, grid: WorkingGrid) -> None:
+        self.width, self.height, self.crs, self.transform = grid.width, grid.height, ds.crs, grid.transform
+        self.gcps: tuple = ((), None)
+
+
+def working_valid_mask(ds: Any, grid: WorkingGrid, window: Window) -> np.ndarray:
+    """Validity of a window of the (coarser) working grid: at least half the input pixels under it valid."""
+    col, row = window.col_off / grid.sx, window.row_off / grid.sy
+    width = min(window.width / grid.sx, ds.width - col)
+    height = min(window.height / grid.sy, ds.height - row)
+    shape = (int(window.height), int(window.width))
+    try:
+        mask = ds.dataset_mask(window=Window(col, row, width, height), out_shape=shape, resampling=Resampling.average)
+    except RasterioError as e:
+        raise RasterError(f"cannot read {ds.name} at {window}: {first_line(e)}; the file may be corrupt") from None
+    return mask >= 128
 
 
 def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
