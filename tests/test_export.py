@@ -133,3 +133,21 @@ def test_a_checkpoint_maps_a_folder_and_its_card_is_read_without_a_session(check
     with rasterio.open(tmp_path / "out" / "tiles_landcover.vrt") as vrt:
         assert (vrt.width, vrt.height) == (96, 40) and vrt.tags()["AERIALSEG_MODEL"]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["t0_landcover.tif", "t1_landcover.tif"]
+
+
+def test_fp16_weights_halve_the_file_and_keep_the_classes(checkpoint, tmp_path):
+    """--fp16-weights stores float16 initializers (cast back once): half the bytes, float32 compute."""
+    import onnx
+    import onnxruntime as ort
+
+    full, half = tmp_path / "full.onnx", tmp_path / "half.onnx"
+    export_onnx(checkpoint, full)
+    export_onnx(checkpoint, half, fp16_weights=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    types = {i.data_type for i in onnx.load(str(half)).graph.initializer if len(i.dims) > 1}
+    assert types == {onnx.TensorProto.FLOAT16}
+    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    a, b = run(full), run(half)
+    assert b.dtype == np.float32 and np.abs(a - b).max() < 2e-3
+    assert (a.argmax(1) == b.argmax(1)).mean() > 0.99
