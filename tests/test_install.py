@@ -159,3 +159,41 @@ def test_the_base_install_names_the_train_extra(venv, tmp_path):
     assert r.stderr.strip().splitlines() == [
         "aerialseg: error: 'train' needs torch (the [train] extra), which is not installed; "
         'install it with: pip install "aerialseg[train]"']
+
+
+# ---------------------------------------------------------------- the README's demo needs only the repository
+
+
+def _copy_of_the_repository(dest: Path) -> Path:
+    """The repository's tracked files as they are in the working tree (what a clone has, with local edits)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def test_the_demo_fails_early_without_a_usable_python(tmp_path):
+    repo = _copy_of_the_repository(tmp_path / "repo")
+    env = {**_clean_env(), "PYTHON": str(tmp_path / "no-python3")}
+    r = subprocess.run(["bash", "setup.sh", "demo"], cwd=repo, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "Python 3.10 or newer with venv" in r.stderr
+    assert not (repo / ".venv").exists() and not (repo / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_maps_the_bundled_sample_with_only_the_repository(tmp_path):
+    repo = _copy_of_the_repository(tmp_path / "repo")
+    started = time.monotonic()
+    r = subprocess.run(["bash", "setup.sh", "demo"], cwd=repo, capture_output=True, text=True, env=_clean_env(),
+                       timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    size = sum(f.stat().st_size for f in (repo / ".venv").rglob("*") if f.is_file())
+    print(f"\nbash setup.sh demo: {time.monotonic() - started:.0f} s, .venv {size / 1e6:.0f} MB")
+    out = repo / "out"
+    assert {"banepa_sample_landcover.tif", "banepa_sample_features.gpkg"} <= {p.name for p in out.iterdir()}
+    installed = _pip("list", "--format=json", python=repo / ".venv" / "bin" / "python")
+    names = {p["name"].lower() for p in json.loads(installed.stdout)}
+    assert "onnxruntime" in names and not names & {"torch", "pytest", "mypy", "ruff", "onnxruntime-gpu"}, names
