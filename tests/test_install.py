@@ -86,6 +86,19 @@ def test_the_base_install_resolves(python, platform, tmp_path):
     assert "torch-" not in would and "onnxruntime_gpu" not in would.replace("-", "_"), would
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", ["windows-x86_64", "linux-x86_64"])
+@pytest.mark.parametrize("python", declared_pythons())
+def test_the_gpu_extra_resolves(python, platform, tmp_path):
+    plats = [a for tag in PLATFORMS[platform] for a in ("--platform", tag)]
+    gpu = [req.split(";")[0] for req in PYPROJECT["optional-dependencies"]["gpu"]]  # its marker admits both
+    r = _pip("install", "--dry-run", "--ignore-installed", "--only-binary=:all:", "--python-version", python,
+             *plats, "--target", tmp_path / "t", *gpu, timeout=600)
+    assert r.returncode == 0, f"[gpu] does not resolve for Python {python} on {platform}:\n{_errors(r)}"
+    would = r.stdout[r.stdout.index("Would install"):]
+    assert "onnxruntime-gpu-" in would.replace("_", "-") and "nvidia-cudnn" in would.replace("_", "-"), would
+
+
 # ---------------------------------------------------------------- a wheel in a new venv
 
 
