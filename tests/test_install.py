@@ -174,6 +174,21 @@ def test_the_base_install_names_the_train_extra(venv, tmp_path):
         'install it with: pip install "aerialseg[train]"']
 
 
+@pytest.mark.slow
+def test_both_onnxruntime_builds_fail_the_check_until_swapped_as_the_readme_says(venv, tmp_path):
+    python = venv / "bin" / "python"
+    assert _pip("install", "--no-deps", "onnxruntime-gpu", python=python).returncode == 0  # the naive [gpu] install
+    r = _aerialseg(venv, "check", "--json", cwd=tmp_path)
+    assert r.returncode == 1 and "both installed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for step in (["uninstall", "-y", "onnxruntime", "onnxruntime-gpu"], ["install", "--no-deps", "onnxruntime-gpu"]):
+        assert _pip(*step, python=python).returncode == 0, step
+    r = _aerialseg(venv, "check", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    assert [b.split()[0] for b in report["onnxruntime_builds"]] == ["onnxruntime-gpu"]
+    assert "CUDAExecutionProvider" in report["onnxruntime_providers"]
+
+
 # ---------------------------------------------------------------- the README's demo needs only the repository
 
 

@@ -57,8 +57,24 @@ def _base_versions(report: dict[str, Any], problems: list[str]) -> bool:
 
     report.update(numpy=np.__version__, rasterio=rasterio.__version__, gdal=rasterio.__gdal_version__,
                   onnxruntime=ort.__version__, onnxruntime_providers=ort.get_available_providers(),
-                  nvidia_gpu=gpu_present())
+                  onnxruntime_builds=_onnxruntime_builds(), nvidia_gpu=gpu_present())
+    if len(report["onnxruntime_builds"]) > 1:
+        problems.append("onnxruntime and onnxruntime-gpu are both installed and overwrite each other; keep one: "
+                        "pip uninstall -y onnxruntime onnxruntime-gpu && pip install --no-deps onnxruntime-gpu "
+                        "(or onnxruntime for the CPU only)")
     return True
+
+
+def _onnxruntime_builds() -> list[str]:
+    """The ONNX Runtime distributions installed (they all provide the one ``onnxruntime`` module)."""
+    names = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def _models(report: dict[str, Any], problems: list[str]) -> str | None:
