@@ -171,8 +171,8 @@ def _choose_providers(available: list[str], device: str) -> tuple[list[str], str
         return ["CPUExecutionProvider"], "CPU requested"
     if "CUDAExecutionProvider" not in available:
         if device == "cuda":
-            raise ModelError("device 'cuda' requested but this onnxruntime has no CUDA provider; "
-                             "install onnxruntime-gpu")
+            raise ModelError("device 'cuda' requested but this onnxruntime (the CPU build) has no CUDA provider; "
+                             "install the [gpu] extra and swap the builds (README, 'Install'), or use --device cpu")
         return ["CPUExecutionProvider"], "this onnxruntime build has no CUDA provider"
     if not gpu_present() and device == "auto":
         return ["CPUExecutionProvider"], "no NVIDIA GPU found"
