@@ -64,6 +64,12 @@ def _pip(*args: str | Path, python: str | Path = sys.executable, timeout: int = 
                           timeout=timeout, env=_clean_env())
 
 
+def _in_venv(venv: Path, program: str) -> Path:
+    """A program of a venv (its python, aerialseg) on this platform."""
+    windows = sys.platform == "win32"
+    return venv / ("Scripts" if windows else "bin") / (program + (".exe" if windows else ""))
+
+
 def _errors(r: subprocess.CompletedProcess) -> str:
     return "\n".join(line for line in r.stderr.splitlines() if "ERROR" in line or "rror:" in line)[-1500:]
 
@@ -131,7 +137,7 @@ def venv(wheel, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("venv") / "env"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", root], check=True, timeout=300)
-    python = root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    python = _in_venv(root, "python")
     r = _pip("install", wheel, python=python)
     assert r.returncode == 0, f"pip install of the wheel failed (is a package index reachable?):\n{_errors(r)}"
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
@@ -140,14 +146,14 @@ def venv(wheel, tmp_path_factory) -> Path:
 
 
 def _aerialseg(venv: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    exe = venv / ("Scripts/aerialseg.exe" if sys.platform == "win32" else "bin/aerialseg")
+    exe = _in_venv(venv, "aerialseg")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600,
                           env=_clean_env())
 
 
 @pytest.mark.slow
 def test_the_installed_wheel_maps_from_another_folder(venv, tmp_path):
-    assert _pip("show", "torch", python=venv / "bin" / "python").returncode != 0, "the base install has torch"
+    assert _pip("show", "torch", python=_in_venv(venv, "python")).returncode != 0, "the base install has torch"
     r = _aerialseg(venv, "models", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (model,) = json.loads(r.stdout)
@@ -176,7 +182,7 @@ def test_the_base_install_names_the_train_extra(venv, tmp_path):
 
 @pytest.mark.slow
 def test_both_onnxruntime_builds_fail_the_check_until_swapped_as_the_readme_says(venv, tmp_path):
-    python = venv / "bin" / "python"
+    python = _in_venv(venv, "python")
     assert _pip("install", "--no-deps", "onnxruntime-gpu", python=python).returncode == 0  # the naive [gpu] install
     r = _aerialseg(venv, "check", "--json", cwd=tmp_path)
     assert r.returncode == 1 and "both installed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -222,6 +228,6 @@ def test_the_demo_maps_the_bundled_sample_with_only_the_repository(tmp_path):
     print(f"\nbash setup.sh demo: {time.monotonic() - started:.0f} s, .venv {size / 1e6:.0f} MB")
     out = repo / "out"
     assert {"banepa_sample_landcover.tif", "banepa_sample_features.gpkg"} <= {p.name for p in out.iterdir()}
-    installed = _pip("list", "--format=json", python=repo / ".venv" / "bin" / "python")
+    installed = _pip("list", "--format=json", python=_in_venv(repo / ".venv", "python"))
     names = {p["name"].lower() for p in json.loads(installed.stdout)}
     assert "onnxruntime" in names and not names & {"torch", "pytest", "mypy", "ruff", "onnxruntime-gpu"}, names
