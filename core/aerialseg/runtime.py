@@ -188,9 +188,17 @@ def _preload_cuda_libraries() -> None:
     """Load the CUDA/cuDNN libraries of pip's nvidia-* wheels so ONNX Runtime's CUDA provider finds them.
 
     Without this the provider only looks on the system's library path and fails even with a working GPU.
+    On Windows, ONNX Runtime's own loader finds the wheels' DLLs (and the MSVC runtime).
     """
     import ctypes
     import importlib.util
+
+    if os.name == "nt":
+        import onnxruntime as ort
+
+        with contextlib.suppress(Exception):  # an older onnxruntime, or DLLs the provider then reports missing
+            ort.preload_dlls()
+        return
 
     spec = importlib.util.find_spec("nvidia")
     roots = list(spec.submodule_search_locations or []) if spec else []
@@ -206,7 +214,8 @@ def _cuda_problem(ort: object) -> str:
     """Why the CUDA provider library cannot load (e.g. a missing libcuda.so.1: no NVIDIA driver)."""
     import ctypes
 
-    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"  # type: ignore[attr-defined]
+    name = "onnxruntime_providers_cuda.dll" if os.name == "nt" else "libonnxruntime_providers_cuda.so"
+    lib = Path(ort.__file__).parent / "capi" / name  # type: ignore[attr-defined]
     try:
         ctypes.CDLL(str(lib))
     except OSError as e:
