@@ -41,15 +41,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from aerialseg.card import NODATA_CLASS, ModelCard
-from aerialseg.errors import (
-    AerialSegError,
-    Cancelled,
-    InputError,
-    MissingExtra,
-    OutputError,
-    RasterError,
-    first_line,
-)
+from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError, RasterError, first_line
 from aerialseg.raster import (
     ClassRasterWriter,
     TileReader,
