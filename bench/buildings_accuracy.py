@@ -42,6 +42,7 @@ def mosaic(paths: list[Path], out: Path) -> Path:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="aerial-buildings-unet-r18")
+    p.add_argument("--precision", default="fp32", help="fp32 (the file as it is), int8 or auto")
     p.add_argument("--work", default="/tmp/aerialseg-bench-buildings")
     a = p.parse_args()
     work = Path(a.work)
@@ -52,7 +53,8 @@ def main() -> int:
     mask = mosaic([root / "masks" / n for n in names], work / "val_mask.tif")
     cli = [sys.executable, "-m", "aerialseg.cli"]
     pred, scores = work / "val_pred.tif", work / "scores.json"
-    subprocess.run([*cli, "classify", image, pred, "--model", a.model, "--overwrite", "--progress", "none"],
+    subprocess.run([*cli, "classify", image, pred, "--model", a.model, "--precision", a.precision,
+                    "--overwrite", "--progress", "none"],
                    check=True)
     subprocess.run([*cli, "evaluate", pred, mask, "--classes", "background,building", "--json", scores,
                     "--overwrite", "--progress", "none"], check=True, stdout=subprocess.DEVNULL)

@@ -39,6 +39,7 @@ def as_geotiff(src: Path, dst: Path) -> Path:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="dubai-landcover-unet-r18")
+    p.add_argument("--precision", default="fp32", help="fp32 (the file as it is), int8 or auto")
     p.add_argument("--work", default="/tmp/aerialseg-bench-landcover")
     a = p.parse_args()
     work = Path(a.work)
@@ -50,7 +51,8 @@ def main() -> int:
         photo = as_geotiff(img, work / f"{img.stem}.tif")
         mask = as_geotiff(tile / "masks" / f"{img.stem}.png", work / f"{img.stem}_mask.tif")
         pred, out = work / f"{img.stem}_pred.tif", work / f"{img.stem}.json"
-        subprocess.run([*cli, "classify", photo, pred, "--model", a.model, "--overwrite", "--progress", "none"],
+        subprocess.run([*cli, "classify", photo, pred, "--model", a.model, "--precision", a.precision,
+                    "--overwrite", "--progress", "none"],
                        check=True, stderr=subprocess.DEVNULL)
         subprocess.run([*cli, "evaluate", pred, mask, "--classes", "dubai", "--colour-reference", "--json", out,
                         "--overwrite", "--progress", "none"], check=True, stdout=subprocess.DEVNULL)

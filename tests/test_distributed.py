@@ -34,6 +34,7 @@ from rasterio.windows import Window
 import aerialseg
 from aerialseg.errors import AerialSegError, Cancelled
 from aerialseg.raster import CLASS_TABLE_TAG, read_class_table
+from aerialseg.runtime import MODELS_DIR
 from aerialseg.vectorize import vectorize
 from conftest import RASTERS, expected_classes
 
@@ -42,7 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecatio
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: dask and aerialseg live beside its python
 NL = RASTERS / "nl_aerial_rd_new_1210x718.tif"  # real RD New orthophoto, RGB + alpha, 0.19 m
-DEFAULT_MODEL = REPO / "models" / "dubai-landcover-unet-r18.onnx"
+DEFAULT_MODEL = MODELS_DIR / "dubai-landcover-unet-r18.onnx"  # package data
 # 1210 x 718 px without resampling, 128 px tiles (32 px overlap), 200 px blocks: 7 x 4 = 28 blocks.
 KW = {"tile_size": 128, "block_size": 200, "resample": False}
 N_BLOCKS = 28

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aerialseg._version import __version__
-from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError
+from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -41,9 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
-    except ImportError as e:  # a mounted command whose extras (torch) are not installed
-        print(f"aerialseg: error: '{argv[0]}' needs {e.name or 'a missing package'}; "
-              "install the training extras (bash setup.sh installs everything)", file=sys.stderr)
+    except ImportError as e:  # a mounted command whose extra (torch: [train]) is not installed
+        print(f"aerialseg: error: {MissingExtra(repr(argv[0]), 'train', e.name)}", file=sys.stderr)
         return 1
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
@@ -320,15 +319,25 @@ def cmd_info(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def cmd_check(args: argparse.Namespace, rep: Reporter) -> int:
-    from aerialseg.runtime import environment_report
+    from aerialseg.checkup import environment_report
 
-    report = environment_report()
-    if args.json:
-        print(json.dumps(report, indent=1))
+    if not args.verbose:
+        log.setLevel(logging.WARNING)  # the report says which device runs; no "runtime: ..." line on stderr
+    report = environment_report(args.device, train=args.train, cluster=args.cluster)
+    if args.json:  # one line: the last line of stdout is the result, as in every other command
+        print(json.dumps({"type": "result", **report}), flush=True)
+    else:
+        for key, value in report.items():
+            if key not in ("ok", "problems"):
+                print(f"{key:>22}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+        for problem in report["problems"]:
+            print(f"{'problem':>22}: {problem}")
+        print(f"{'set-up':>22}: {'works' if report['ok'] else 'does NOT work'}")
+    if report["ok"]:
         return 0
-    for key, value in report.items():
-        print(f"{key:>22}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
-    return 0
+    problems = report["problems"]
+    more = f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})" if len(problems) > 1 else ""
+    return rep.fail(f"the set-up does not work: {problems[0]}{more}", 1)
 
 
 def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
@@ -394,9 +403,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("model", help="a bundled model name or a model file")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
 
-    p = _command(sub, "check", cmd_check, "check the installation: versions, GPU or CPU and why, models",
+    p = _command(sub, "check", cmd_check, "check the installation works: versions, GPU or CPU and why, models",
                  progress=False)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line (a 'result' object)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="the device that must work: auto (CUDA if it works, else CPU), cpu, or cuda")
+    p.add_argument("--train", action="store_true", help="also check the training stack (imports torch: slower)")
+    p.add_argument("--cluster", action="store_true", help="also check the Dask cluster extra")
 
     for name, (module, help_text) in _MOUNTED.items():
         p = _command(sub, name, cmd_mounted, help_text)

@@ -35,32 +35,16 @@ from rasterio.errors import RasterioIOError
 
 from aerialseg.card import ClassInfo
 from aerialseg.errors import InputError, RasterError
+from aerialseg.presets import (  # noqa: F401  (re-exported: training code and tests use them from here)
+    DUBAI_CLASSES,
+    IGNORE_INDEX,
+    LANDCOVERAI_CLASSES,
+    POTSDAM_CLASSES,
+    RGB,
+    colours_to_ids,
+)
+from aerialseg.presets import palette_table as _palette
 
-IGNORE_INDEX = 255
-RGB = tuple[int, int, int]
-
-DUBAI_CLASSES = (
-    ClassInfo(0, "building", "#3C1098"),
-    ClassInfo(1, "land", "#8429F6"),
-    ClassInfo(2, "road", "#6EC1E4"),
-    ClassInfo(3, "vegetation", "#FEDD3A"),
-    ClassInfo(4, "water", "#E2A929"),
-)
-LANDCOVERAI_CLASSES = (
-    ClassInfo(0, "background", "#FFFFFF"),
-    ClassInfo(1, "building", "#E6194B"),
-    ClassInfo(2, "woodland", "#3CB44B"),
-    ClassInfo(3, "water", "#4363D8"),
-    ClassInfo(4, "road", "#808080"),
-)
-POTSDAM_CLASSES = (
-    ClassInfo(0, "impervious", "#FFFFFF"),
-    ClassInfo(1, "building", "#0000FF"),
-    ClassInfo(2, "low_vegetation", "#00FFFF"),
-    ClassInfo(3, "tree", "#00FF00"),
-    ClassInfo(4, "car", "#FFFF00"),
-    ClassInfo(5, "clutter", "#FF0000"),
-)
 FALLBACK_COLOURS = ("#E6194B", "#3CB44B", "#4363D8", "#FFE119", "#F58231", "#911EB4", "#46F0F0", "#F032E6")
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
 
@@ -304,26 +288,6 @@ def read_mask(
 
 def _rio_window(window: Window | None) -> rasterio.windows.Window | None:
     return None if window is None else rasterio.windows.Window(window[1], window[0], window[3], window[2])
-
-
-def _palette(src: rasterio.io.DatasetReader) -> np.ndarray | None:
-    try:
-        cmap = src.colormap(1)
-    except ValueError:
-        return None
-    table = np.zeros((256, 3), np.uint8)
-    for k, v in cmap.items():
-        table[k] = v[:3]
-    return table
-
-
-def colours_to_ids(rgb: np.ndarray, colours: Sequence[RGB]) -> np.ndarray:
-    """Map a (3, H, W) colour mask to class ids; colours not in ``colours`` become IGNORE_INDEX."""
-    key = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
-    out = np.full(key.shape, IGNORE_INDEX, np.uint8)
-    for i, (r, g, b) in enumerate(colours):
-        out[key == ((r << 16) | (g << 8) | b)] = i
-    return out
 
 
 def sample_shape(sample: Sample) -> tuple[int, int]:

@@ -41,7 +41,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from aerialseg.card import NODATA_CLASS, ModelCard
-from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
+from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError, RasterError, first_line
 from aerialseg.raster import (
     ClassRasterWriter,
     TileReader,
@@ -456,7 +456,10 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
     if not workers and not scheduler:
         yield None
         return
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as e:
+        raise MissingExtra("--workers/--scheduler (Dask)", "cluster", e.name) from None
 
     if scheduler:
         try:

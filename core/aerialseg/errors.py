@@ -37,3 +37,13 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line errors."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+class MissingExtra(AerialSegError):
+    """A feature needs an optional dependency group ("extra") that is not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str | None = None) -> None:
+        needs = f"{module} (the [{extra}] extra)" if module else f"the [{extra}] extra"
+        super().__init__(f"{feature} needs {needs}, which is not installed; "
+                         f'install it with: pip install "aerialseg[{extra}]"')
+        self.extra = extra

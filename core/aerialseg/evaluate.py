@@ -10,6 +10,7 @@ Command line: ``python -m aerialseg.evaluate PREDICTION REFERENCE --classes duba
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -21,12 +22,15 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from aerialseg import datasets as ds
-from aerialseg.errors import InputError, OutputError, RasterError
+from aerialseg import presets
+from aerialseg.errors import InputError, MissingExtra, OutputError, RasterError
 from aerialseg.metrics import confusion_matrix, format_scores, scores
+from aerialseg.presets import RGB
 
 NODATA_CLASS = 255
-PRESETS = {"dubai": ds.DUBAI_CLASSES, "landcoverai": ds.LANDCOVERAI_CLASSES, "potsdam": ds.POTSDAM_CLASSES}
+PRESETS = {
+    "dubai": presets.DUBAI_CLASSES, "landcoverai": presets.LANDCOVERAI_CLASSES, "potsdam": presets.POTSDAM_CLASSES,
+}
 
 
 def _open(path: str | Path) -> rasterio.io.DatasetReader:
@@ -59,7 +63,7 @@ def _windows(height: int, width: int, block: int) -> Iterator[Window]:
 
 
 def _reference_ids(
-    ref: rasterio.io.DatasetReader, window: Window, colours: Sequence[ds.RGB] | None, palette: np.ndarray | None, k: int
+    ref: rasterio.io.DatasetReader, window: Window, colours: Sequence[RGB] | None, palette: np.ndarray | None, k: int
 ) -> np.ndarray:
     if colours is None:
         ids = ref.read(1, window=window).astype(np.int64)
@@ -69,14 +73,14 @@ def _reference_ids(
         data = palette[data[0]].transpose(2, 0, 1)
     if data.shape[0] < 3:
         raise InputError(f"{ref.name} has one band and no colour table; use class ids, not --reference-colours")
-    return ds.colours_to_ids(data[:3], colours).astype(np.int64)
+    return presets.colours_to_ids(data[:3], colours).astype(np.int64)
 
 
 def evaluate(
     prediction: str | Path,
     reference: str | Path,
     class_names: Sequence[str],
-    reference_colours: Sequence[ds.RGB] | None = None,
+    reference_colours: Sequence[RGB] | None = None,
     block: int = 1024,
     on_progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
@@ -100,7 +104,7 @@ def evaluate(
     cm = np.zeros((k, k), np.int64)
     with _open(prediction) as pred, _open(reference) as ref:
         _check_grids(pred, ref)
-        palette = ds._palette(ref) if reference_colours is not None and ref.count == 1 else None
+        palette = presets.palette_table(ref) if reference_colours is not None and ref.count == 1 else None
         windows = list(_windows(pred.height, pred.width, block))
         for i, window in enumerate(windows):
             try:
@@ -149,7 +153,7 @@ def plot_confusion(result: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def _class_table(args: argparse.Namespace) -> tuple[list[str], list[ds.RGB] | None]:
+def _class_table(args: argparse.Namespace) -> tuple[list[str], list[RGB] | None]:
     """Class names and (for colour-coded references) colours from the options."""
     if args.classes in PRESETS:
         classes = PRESETS[args.classes]
@@ -168,7 +172,7 @@ def _class_table(args: argparse.Namespace) -> tuple[list[str], list[ds.RGB] | No
     return [c.name for c in classes], colours
 
 
-def _parse_colours(text: str, k: int) -> list[ds.RGB] | None:
+def _parse_colours(text: str, k: int) -> list[RGB] | None:
     if not text:
         return None
     try:
@@ -192,6 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rep: Any = None) -> int:
     """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller); ``rep``: unused."""
+    if args.png and importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtra("--png (the confusion-matrix picture)", "train", "matplotlib")
     names, colours = _class_table(args)
     result = evaluate(args.prediction, args.reference, names, colours, args.block)
     _write_outputs(result, args.json, args.png)

@@ -1,7 +1,7 @@
 """Model loading and execution: ONNX Runtime (CUDA, else CPU) and PyTorch checkpoints.
 
-``load_model`` accepts a bundled model name (see ``models/``), an ONNX path or a PyTorch checkpoint
-path, and returns an object with a ``card`` and ``predict(batch) -> probabilities``. It logs one line
+``load_model`` accepts a bundled model name (package data in ``aerialseg/models/``), an ONNX path or a PyTorch
+checkpoint path, and returns an object with a ``card`` and ``predict(batch) -> probabilities``. It logs one line
 saying which runtime and device run the model, and why.
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 
 from aerialseg.card import ModelCard, read_card
 from aerialseg.download import cached_models, fetch_model, is_url
-from aerialseg.errors import InputError, ModelError, first_line
+from aerialseg.errors import InputError, MissingExtra, ModelError, first_line
 
 log = logging.getLogger("aerialseg")
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = Path(__file__).resolve().parent / "models"  # package data: travels inside the wheel
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "int8")
@@ -42,7 +42,7 @@ class Model(Protocol):
 
 @dataclass(frozen=True)
 class BundledModel:
-    """A model shipped in ``models/``."""
+    """A model shipped in the package (``aerialseg/models/``) or found in ``$AERIALSEG_MODELS``."""
 
     name: str
     path: Path
@@ -50,7 +50,7 @@ class BundledModel:
 
 
 def models_dirs() -> list[Path]:
-    """Folders searched for bundled models: ``$AERIALSEG_MODELS`` (os.pathsep-separated), then ``models/``."""
+    """Folders searched for models: ``$AERIALSEG_MODELS`` (os.pathsep-separated), then the package's own."""
     extra = [Path(p) for p in os.environ.get("AERIALSEG_MODELS", "").split(os.pathsep) if p]
     return [*extra, MODELS_DIR]
 
@@ -69,7 +69,7 @@ def bundled_models() -> list[BundledModel]:
 
 
 def default_model_name() -> str:
-    """The default model: named in ``models/DEFAULT`` if present, else the first bundled model."""
+    """The default model: named in ``aerialseg/models/DEFAULT`` if present, else the first bundled model."""
     marker = MODELS_DIR / "DEFAULT"
     if marker.is_file():
         return marker.read_text().strip()
@@ -190,6 +190,7 @@ class OnnxModel:
             reason = f"the CUDA provider failed to start: {_cuda_problem(ort)}"
         if device == "cuda" and self.device != "cuda":
             raise ModelError(f"device 'cuda' was requested but {reason}; use --device cpu")
+        self.reason = reason
         log.info("runtime: ONNX Runtime %s on %s (%s)", ort.__version__, self.device.upper(), reason)
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
@@ -204,14 +205,28 @@ class OnnxModel:
         return _as_probabilities(out, self.card, batch.shape)
 
 
+def auto_device() -> tuple[str, str]:
+    """The device ``auto`` would pick on this machine ("cuda" or "cpu") and why, without loading a model."""
+    import onnxruntime as ort
+
+    providers, reason = _choose_providers(ort.get_available_providers(), "auto")
+    if "CUDAExecutionProvider" not in providers:
+        return "cpu", reason
+    _preload_cuda_libraries()
+    problem = _cuda_problem(ort)
+    if problem != "no usable CUDA device":
+        return "cpu", f"the CUDA provider cannot start: {problem}"
+    return "cuda", reason
+
+
 def _choose_providers(available: list[str], device: str) -> tuple[list[str], str]:
     """ONNX Runtime providers for ``device`` and the reason for the choice."""
     if device == "cpu":
         return ["CPUExecutionProvider"], "CPU requested"
     if "CUDAExecutionProvider" not in available:
         if device == "cuda":
-            raise ModelError("device 'cuda' requested but this onnxruntime has no CUDA provider; "
-                             "install onnxruntime-gpu")
+            raise ModelError("device 'cuda' requested but this onnxruntime (the CPU build) has no CUDA provider; "
+                             "install the [gpu] extra and swap the builds (README, 'Install'), or use --device cpu")
         return ["CPUExecutionProvider"], "this onnxruntime build has no CUDA provider"
     if not gpu_present() and device == "auto":
         return ["CPUExecutionProvider"], "no NVIDIA GPU found"
@@ -227,9 +242,17 @@ def _preload_cuda_libraries() -> None:
     """Load the CUDA/cuDNN libraries of pip's nvidia-* wheels so ONNX Runtime's CUDA provider finds them.
 
     Without this the provider only looks on the system's library path and fails even with a working GPU.
+    On Windows, ONNX Runtime's own loader finds the wheels' DLLs (and the MSVC runtime).
     """
     import ctypes
     import importlib.util
+
+    if os.name == "nt":
+        import onnxruntime as ort
+
+        with contextlib.suppress(Exception):  # an older onnxruntime, or DLLs the provider then reports missing
+            ort.preload_dlls()
+        return
 
     spec = importlib.util.find_spec("nvidia")
     roots = list(spec.submodule_search_locations or []) if spec else []
@@ -245,7 +268,8 @@ def _cuda_problem(ort: object) -> str:
     """Why the CUDA provider library cannot load (e.g. a missing libcuda.so.1: no NVIDIA driver)."""
     import ctypes
 
-    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"  # type: ignore[attr-defined]
+    name = "onnxruntime_providers_cuda.dll" if os.name == "nt" else "libonnxruntime_providers_cuda.so"
+    lib = Path(ort.__file__).parent / "capi" / name  # type: ignore[attr-defined]
     try:
         ctypes.CDLL(str(lib))
     except OSError as e:
@@ -286,8 +310,8 @@ class TorchModel:
             import torch
 
             from aerialseg.nets import build_model, load_checkpoint
-        except ImportError:
-            raise ModelError("running a PyTorch checkpoint needs torch; install the 'train' extras") from None
+        except ImportError as e:
+            raise MissingExtra(f"running the PyTorch checkpoint {path.name}", "train", e.name) from None
         try:
             ckpt = load_checkpoint(path)
             self.card = ModelCard.from_dict(ckpt["card"], str(path))
@@ -312,40 +336,3 @@ class TorchModel:
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             probs = torch.softmax(self.net(x).float(), dim=1)
         return probs.cpu().numpy()
-
-
-def environment_report() -> dict[str, object]:
-    """What this installation can do: versions, runtimes, the device ``auto`` picks and why, models."""
-    import platform
-
-    import onnxruntime as ort
-    import rasterio
-
-    from aerialseg._version import __version__
-
-    report: dict[str, object] = {
-        "aerialseg": __version__, "python": platform.python_version(), "numpy": np.__version__,
-        "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__, "onnxruntime": ort.__version__,
-        "onnxruntime_providers": ort.get_available_providers(), "nvidia_gpu": gpu_present(),
-    }
-    providers, reason = _choose_providers(ort.get_available_providers(), "auto")
-    device = "cuda" if "CUDAExecutionProvider" in providers else "cpu"
-    if device == "cuda":
-        _preload_cuda_libraries()
-        problem = _cuda_problem(ort)
-        if problem != "no usable CUDA device":
-            device, reason = "cpu", f"the CUDA provider cannot start: {problem}"
-    report["device"], report["device_reason"] = device, reason
-    try:
-        import torch
-
-        report["torch"] = f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})"
-    except ImportError:
-        report["torch"] = "not installed (needed only for training and .pt checkpoints)"
-    report["models_dirs"] = [str(d) for d in models_dirs()]
-    try:
-        report["models"] = [m.name for m in bundled_models()]
-        report["default_model"] = default_model_name()
-    except ModelError as e:
-        report["default_model"] = f"none: {e}"
-    return report
