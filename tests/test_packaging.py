@@ -56,7 +56,10 @@ def _one_error_line(r: subprocess.CompletedProcess) -> str:
 
 def test_the_bundled_models_live_in_the_package():
     assert MODELS_DIR == PACKAGE / "models"
-    assert sorted(p.name for p in MODELS_DIR.glob("*.onnx")) == ["dubai-landcover-unet-r18.onnx"]
+    assert sorted(p.name for p in MODELS_DIR.glob("*.onnx")) == [
+        "aerial-buildings-unet-r18.int8.onnx", "aerial-buildings-unet-r18.onnx",
+        "dubai-landcover-unet-r18.int8.onnx", "dubai-landcover-unet-r18.onnx",
+    ]
     assert not list((ROOT / "models").glob("*.onnx")), "models/ keeps only the training reports"
 
 
@@ -64,8 +67,8 @@ def test_models_and_check_work_from_any_folder(tmp_path):
     r = _run("models", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     models = json.loads(r.stdout)
-    assert [m["name"] for m in models] == ["dubai-landcover-unet-r18"]
-    assert Path(models[0]["path"]).parent == MODELS_DIR
+    assert [m["name"] for m in models] == ["aerial-buildings-unet-r18", "dubai-landcover-unet-r18"]
+    assert all(Path(m["path"]).parent == MODELS_DIR for m in models)
 
 
 @pytest.fixture(scope="module")
