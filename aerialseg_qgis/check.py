@@ -39,9 +39,8 @@ class CheckAlgorithm(AerialSegAlgorithm):
             report = eng.run_json(["check", "--json"], timeout=120)
         except QgsProcessingException as e:
             raise QgsProcessingException(
-                f"AerialSeg set-up is incomplete: the engine does not run ({e}). Reinstall its dependencies in its "
-                "environment (bash setup.sh in the repository, or <engine python> -m pip install /path/to/aerialseg). "
-                f"{eng.INSTALL_HELP}") from None
+                f"AerialSeg set-up is incomplete: the engine {program} does not run ({e}). Reinstall or update "
+                f"it: {eng.INSTALL_HELP}") from None
         device = "GPU" if report["device"] == "cuda" else "CPU"
         lines.append(f"engine Python {report['python']}: aerialseg {report['aerialseg']}, numpy {report['numpy']}, "
                      f"rasterio {report['rasterio']} (GDAL {report['gdal']}), onnxruntime {report['onnxruntime']} "

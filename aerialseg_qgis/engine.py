@@ -32,17 +32,12 @@ _FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
 CANCELLED = "Cancelled: the AerialSeg engine was stopped before it finished and removed its partial outputs."
 STOP_GRACE_S = 2.0  # after SIGTERM the engine removes its partial outputs; then it is killed
 
+INSTALLER = "aerialseg:installengine"
 INSTALL_HELP = (
-    "Install the engine once, outside QGIS, in its own Python environment: clone the AerialSeg repository and "
-    "run 'bash setup.sh' there (it creates .venv/bin/aerialseg), or run 'python3 -m venv ~/aerialseg-env && "
-    "~/aerialseg-env/bin/pip install /path/to/aerialseg'. Then set Settings > Options > Processing > Providers > "
-    "AerialSeg > 'AerialSeg engine' to that aerialseg program (or set the environment variable AERIALSEG_ENGINE). "
-    "Do not pip-install it into QGIS's own Python."
+    "Install it from QGIS: Processing Toolbox > AerialSeg > Set-up > 'Install or update the AerialSeg engine' "
+    f"({INSTALLER}; also Plugins > AerialSeg > Install engine…, or 'qgis_process run {INSTALLER}'). It creates "
+    "the engine's own Python environment; QGIS's Python is not changed."
 )
-
-
-class EngineNotFound(QgsProcessingException):
-    """The ``aerialseg`` program could not be found or is not usable."""
 
 
 def configured_engine() -> str:
@@ -55,6 +50,17 @@ def configured_scheduler() -> str:
     """The Dask scheduler address from the provider setting ('' when not set: run on this machine)."""
     value = QgsSettings().value("Processing/Configuration/" + SCHEDULER_SETTING, "")
     return str(value or "").strip()
+
+
+def record_engine(location: Path) -> None:
+    """Make ``location`` (an engine program or environment folder) the provider setting, saved in the profile."""
+    QgsSettings().setValue(SETTING_KEY, str(location))
+    try:  # keep the Processing options dialog in step when it is loaded
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        ProcessingConfig.setSettingValue(SETTING_NAME, str(location))
+    except (ImportError, KeyError, AttributeError):
+        pass
 
 
 def find_engine() -> Path:
@@ -70,16 +76,16 @@ def find_engine() -> Path:
         if value:
             found = _program_in(Path(value).expanduser())
             if found is None:
-                raise EngineNotFound(f"AerialSeg engine not found: {origin} is '{value}', which is not the aerialseg "
-                                     f"program nor a folder with {_BIN}/{_EXE}. {INSTALL_HELP}")
+                raise QgsProcessingException(f"AerialSeg engine not found: {origin} is '{value}', which is not the "
+                                             f"aerialseg program nor a folder with {_BIN}/{_EXE}. {INSTALL_HELP}")
             return found
     found = _program_in(REPO_ROOT / ".venv" / _BIN / _EXE)
     on_path = shutil.which("aerialseg")
     if found is None and on_path:
         found = Path(on_path)
     if found is None:
-        raise EngineNotFound(f"AerialSeg engine not found (looked at ${ENV_VAR}, the provider setting, "
-                             f"{REPO_ROOT / '.venv' / _BIN / _EXE} and the PATH). {INSTALL_HELP}")
+        raise QgsProcessingException(f"AerialSeg engine not found (looked at ${ENV_VAR}, the provider setting, "
+                                     f"{REPO_ROOT / '.venv' / _BIN / _EXE} and the PATH). {INSTALL_HELP}")
     return found
 
 
@@ -153,7 +159,8 @@ class _Run:
         try:
             self.proc = start(command)
         except OSError as e:
-            raise EngineNotFound(f"AerialSeg: cannot start the engine {command[0]}: {e}. {INSTALL_HELP}") from None
+            message = f"AerialSeg: cannot start the engine {command[0]}: {e}. {INSTALL_HELP}"
+            raise QgsProcessingException(message) from None
         self._readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True),
                          threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True)]
         for reader in self._readers:
