@@ -1,0 +1,167 @@
+"""A new QGIS user: a fresh profile with only the plugin ZIP, no engine, no repository on any path.
+
+Real qgis_process, real venv, real pip (PyPI; pip's cache makes a second test run quicker): install the
+engine with aerialseg:installengine, run it again (nothing to do), then map a GeoTIFF with the default
+model. Also: the message without an engine, cancelling an install, the menu entry, the first-run hint and
+the model list that appears once an engine exists (in QGIS's own Python, with QGIS's window interface
+stubbed: there is no QGIS window on a server).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import scene, write_raster
+from test_qgis_plugin import ENGINE, QGIS_PROCESS, QGIS_PYTHON, _qgis_env, qgis_python
+
+pytestmark = pytest.mark.qgis
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALLER = "aerialseg:installengine"
+
+
+@pytest.fixture(scope="module")
+def zip_path(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("zip") / "aerialseg_qgis.zip"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--output", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def fresh_profile(root: Path, zip_path: Path) -> dict[str, str]:
+    """A QGIS profile holding only the unpacked plugin ZIP; no engine anywhere (PATH of the system only)."""
+    if not QGIS_PROCESS or not Path(QGIS_PYTHON).is_file():
+        pytest.fail("QGIS is not installed (no qgis_process / QGIS Python): run `bash setup.sh test`")
+    plugins = root / "cfg" / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    zipfile.ZipFile(zip_path).extractall(plugins)
+    (plugins.parents[1] / "QGIS").mkdir()
+    (plugins.parents[1] / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\naerialseg_qgis=true\n")
+    return _qgis_env(root / "cfg", PATH="/usr/bin:/bin")
+
+
+def run(env: dict[str, str], cwd: Path, algorithm: str, *params: str, timeout: float = 1800):
+    return subprocess.run([QGIS_PROCESS, "--json", "run", algorithm, "--", *params], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
+
+
+def du(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
+def test_without_an_engine_map_says_to_run_the_installer(tmp_path, zip_path):
+    env = fresh_profile(tmp_path, zip_path)
+    tif = write_raster(tmp_path / "ortho.tif", scene(64, 64))
+    proc = run(env, tmp_path, "aerialseg:map", f"INPUT={tif}", f"OUTPUT_RASTER={tmp_path / 'lc.tif'}",
+               f"OUTPUT_VECTOR={tmp_path / 'f.gpkg'}")
+    assert proc.returncode != 0
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("AerialSeg engine not found") and INSTALLER in message
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "lc.tif").exists() and not (tmp_path / "f.gpkg").exists()
+
+
+@pytest.mark.slow
+def test_fresh_profile_installs_the_engine_then_maps_with_the_default_model(tmp_path, zip_path):
+    env = fresh_profile(tmp_path, zip_path)
+    engine = tmp_path / "engine"
+    start = time.monotonic()
+    first = ok(run(env, tmp_path, INSTALLER, f"FOLDER={engine}"))
+    first_s = time.monotonic() - start
+    assert first["results"]["INSTALLED"] is True
+    assert first["results"]["ENGINE"] == str(engine / "bin" / "aerialseg")
+    log = "\n".join(first["log"]["info"])
+    assert "-m venv" in log and "Successfully installed" in log and "aerialseg-" in log  # pip's output, streamed
+    ini = (tmp_path / "cfg" / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
+    assert f"AERIALSEG_ENGINE={engine}" in ini  # the provider setting, saved in the profile
+
+    start = time.monotonic()
+    second = ok(run(env, tmp_path, INSTALLER, f"FOLDER={engine}"))
+    second_s = time.monotonic() - start
+    assert second["results"]["INSTALLED"] is False
+    assert "up to date" in "\n".join(second["log"]["info"]) and "Successfully" not in "\n".join(second["log"]["info"])
+    print(f"engine install: first {first_s:.1f} s, second {second_s:.1f} s, venv {du(engine):.0f} MB")
+
+    tif = write_raster(tmp_path / "ortho.tif", scene(300, 400, seed=2))
+    out = tmp_path / "out"
+    answer = ok(run(env, tmp_path, "aerialseg:map", f"INPUT={tif}", f"OUTPUT_RASTER={out / 'lc.tif'}",
+                    f"OUTPUT_VECTOR={out / 'features.gpkg'}"))
+    assert answer["results"]["OUTPUT_RASTER"] == str(out / "lc.tif")
+    assert (out / "lc.tif").is_file() and "paletteEntry" in (out / "lc.qml").read_text()
+    with sqlite3.connect(out / "features.gpkg") as db:
+        assert db.execute("SELECT count(*) FROM layer_styles").fetchone()[0] >= 1
+
+
+def test_cancel_stops_pip_and_removes_a_first_install(tmp_path, zip_path):
+    env = fresh_profile(tmp_path, zip_path)
+    engine = tmp_path / "engine"
+    script = r"""
+seen = []
+class CancelWhenPipTalks(QgsProcessingFeedback):
+    def pushConsoleInfo(self, text):  # the first line pip prints
+        seen.append(text)
+        self.cancel()
+feedback = CancelWhenPipTalks()
+try:
+    processing.run("aerialseg:installengine", {"FOLDER": sys.argv[1], "FLAVOUR": 1}, feedback=feedback)
+    error = None
+except QgsProcessingException as e:
+    error = str(e)
+print(json.dumps({"error": error, "seen": seen[:3]}))
+"""
+    result = qgis_python(env, script, str(engine))
+    assert result["error"].startswith("Cancelled") and "removed" in result["error"], result
+    assert not engine.exists()
+
+
+def test_menu_entry_first_run_hint_and_model_list(tmp_path, zip_path):
+    """Plugins > AerialSeg > Install engine… opens the installer; the hint shows only without an engine; the
+    Model list of the dialogs fills once an engine is set, within the same QGIS session."""
+    env = fresh_profile(tmp_path, zip_path)
+    script = r"""
+from unittest import mock
+from qgis.gui import QgisInterface, QgsMessageBar
+from qgis.PyQt.QtWidgets import QMainWindow, QPushButton, QApplication
+import qgis.utils
+from aerialseg_qgis import engine, widgets
+window, bar = QMainWindow(), QgsMessageBar()
+iface = mock.Mock(spec=QgisInterface)
+iface.mainWindow.return_value, iface.messageBar.return_value = window, bar
+qgis.utils.iface = iface
+import processing.tools.general
+processing.tools.general.iface = iface
+before = widgets.bundled_models()
+plugin.unload()  # the prelude's headless instance; QGIS runs one
+gui = aerialseg_qgis.classFactory(iface)
+gui.initGui()
+menu, action = iface.addPluginToMenu.call_args[0]
+hint = [b.text() for item in bar.items() for b in item.findChildren(QPushButton)]
+bar.items()[0].findChildren(QPushButton)[0].click()
+opened = [w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible()]
+engine.record_engine(sys.argv[1])
+after = [name for name, _ in widgets.bundled_models()]
+gui.unload()
+again = aerialseg_qgis.classFactory(iface)
+again.initGui()
+print(json.dumps({"menu": menu, "action": action.text(), "hint": hint, "bar_after_click": len(bar.items()),
+                  "opened": opened, "before": before, "after": after, "hint_with_engine": len(bar.items())}))
+"""
+    result = qgis_python(env, script, str(ENGINE))
+    assert result["menu"] == "&AerialSeg" and result["action"] == "Install engine…"
+    assert result["hint"] == ["Install engine…"] and result["bar_after_click"] == 0
+    assert any("Install or update the AerialSeg engine" in title for title in result["opened"])
+    assert result["before"] == [] and "dubai-landcover-unet-r18" in result["after"]
+    assert result["hint_with_engine"] == 0
