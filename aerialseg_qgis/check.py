@@ -38,9 +38,9 @@ class CheckAlgorithm(AerialSegAlgorithm):
         try:  # the engine's own report: versions, runtimes, the device it picks and why, models
             report = eng.run_json(["check", "--json"], timeout=120)
         except QgsProcessingException as e:
-            raise QgsProcessingException(
-                f"AerialSeg set-up is incomplete: the engine {program} does not run ({e}). Reinstall or update "
-                f"it: {eng.INSTALL_HELP}") from None
+            fix = "" if eng.INSTALLER in str(e) else f" Reinstall or update it: {eng.INSTALL_HELP}"
+            raise QgsProcessingException(f"AerialSeg set-up is incomplete: the engine {program} does not run "
+                                         f"({e}).{fix}") from None
         device = "GPU" if report["device"] == "cuda" else "CPU"
         lines.append(f"engine Python {report['python']}: aerialseg {report['aerialseg']}, numpy {report['numpy']}, "
                      f"rasterio {report['rasterio']} (GDAL {report['gdal']}), onnxruntime {report['onnxruntime']} "

@@ -130,7 +130,7 @@ def run_json(args: list, timeout: float = 60.0) -> object:
         raise QgsProcessingException(f"AerialSeg: '{engine} {' '.join(map(str, args))}' did not answer in "
                                      f"{timeout:g} s") from None
     if proc.returncode != 0:
-        raise QgsProcessingException(f"AerialSeg: {_last_error(err) or f'{engine} failed (status {proc.returncode})'}")
+        raise QgsProcessingException(_failure(engine, err, proc.returncode))
     return json.loads(out)
 
 
@@ -191,9 +191,8 @@ class _Run:
             time.sleep(0.05)
         self._close()
         if self.proc.returncode != 0:
-            message = (self.error or _last_error(self.stderr)
-                       or f"the engine failed with exit status {self.proc.returncode}")
-            raise QgsProcessingException(f"AerialSeg: {message}")
+            raise QgsProcessingException(f"AerialSeg: {self.error}" if self.error else
+                                         _failure(self.proc.args[0], self.stderr, self.proc.returncode))
         return self.result
 
     def stop(self) -> None:
@@ -258,6 +257,16 @@ class _Run:
             self.feedback.pushDebugInfo(message)
         else:
             self.feedback.pushInfo(message)
+
+
+def _failure(program, stderr, status: int) -> str:
+    """The message for an engine that failed without its own JSON error: its one-line error, or, when it
+    crashed (a Python traceback: a broken environment), that it is broken and how to reinstall it."""
+    lines = stderr.splitlines() if isinstance(stderr, str) else list(stderr)
+    last = _last_error(lines) or f"the engine failed with exit status {status}"
+    if any("Traceback (most recent call last)" in line for line in lines):
+        return f"AerialSeg engine {program} is broken: {last}. Reinstall or update it: {INSTALL_HELP}"
+    return f"AerialSeg: {last}"
 
 
 def _last_error(lines) -> str:

@@ -74,6 +74,25 @@ def test_without_an_engine_map_says_to_run_the_installer(tmp_path, zip_path):
     assert not (tmp_path / "lc.tif").exists() and not (tmp_path / "f.gpkg").exists()
 
 
+def test_a_broken_engine_is_one_message_naming_the_installer(tmp_path, zip_path):
+    """An engine whose environment lost a package: Python crashes with a traceback before the engine starts."""
+    env = fresh_profile(tmp_path, zip_path)
+    broken = tmp_path / "env" / "bin" / "aerialseg"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(f"#!{sys.executable}\nimport aerialseg_lost_dependency\n")
+    broken.chmod(0o755)
+    env["AERIALSEG_ENGINE"] = str(tmp_path / "env")
+    tif = write_raster(tmp_path / "ortho.tif", scene(64, 64))
+    for algorithm, params in (("aerialseg:map", [f"INPUT={tif}", f"OUTPUT_RASTER={tmp_path / 'lc.tif'}",
+                                                 f"OUTPUT_VECTOR={tmp_path / 'f.gpkg'}"]), ("aerialseg:check", [])):
+        proc = run(env, tmp_path, algorithm, *params)
+        message = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode != 0 and f"{broken} is broken" in message, message
+        assert "No module named 'aerialseg_lost_dependency'" in message and INSTALLER in message
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "lc.tif").exists()
+
+
 @pytest.mark.slow
 def test_fresh_profile_installs_the_engine_then_maps_with_the_default_model(tmp_path, zip_path):
     env = fresh_profile(tmp_path, zip_path)
