@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,9 +72,19 @@ def plugin_files(package: Path = ROOT / PACKAGE) -> list[Path]:
 
 
 def engine_wheel(folder: Path) -> Path:
-    """Build the engine's wheel from the repository (``pip wheel --no-deps``) into ``folder``; return it."""
+    """Build the engine's wheel (``pip wheel --no-deps``) into ``folder``; return it.
+
+    It is built from a clean copy of the repository's top-level files and core/, so a stale build/ folder
+    (setuptools reuses build/lib) can never put deleted modules into the wheel.
+    """
+    source = folder / "source"
+    shutil.copytree(ROOT / "core", source / "core",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", "build"))
+    for path in ROOT.iterdir():
+        if path.is_file() and not path.name.startswith(".") and path.suffix != ".zip":
+            shutil.copy2(path, source / path.name)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(folder),
-                           str(ROOT)], capture_output=True, text=True)
+                           str(source)], capture_output=True, text=True)
     wheels = sorted(folder.glob("aerialseg-*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
         raise SystemExit(f"building the engine wheel failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")

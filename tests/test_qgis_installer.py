@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -118,8 +119,8 @@ def test_find_python_skips_missing_and_too_old_interpreters(tmp_path):
 # ---------------------------------------------------------------- GPU detection with nvidia-smi
 
 
-@pytest.mark.parametrize(("body", "gpu", "why"), [
-    ("echo 'NVIDIA H100 80GB HBM3, 550.54.15'", True, "NVIDIA GPU: NVIDIA H100"),
+@pytest.mark.parametrize(("body", "gpu", "why"), [  # the first line: what an H100 machine's nvidia-smi prints
+    ("echo 'NVIDIA H100 80GB HBM3, 580.159.04'", True, "NVIDIA GPU: NVIDIA H100"),
     ("echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver' >&2; exit 9", False,
      "no working GPU (status 9)"),
     (None, False, "nvidia-smi not found"),
@@ -276,3 +277,22 @@ def test_packaging_refuses_a_compiled_wheel(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--output",
                            str(tmp_path / "p.zip"), "--wheel", str(bad)], capture_output=True, text=True)
     assert proc.returncode != 0 and "pure-Python" in proc.stderr and not (tmp_path / "p.zip").exists()
+
+
+def test_engine_wheel_is_built_from_a_clean_copy(tmp_path, monkeypatch):
+    """setuptools reuses build/lib: a module deleted from core/ but left there must not ship in the wheel."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import package_plugin
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "core", repo / "core", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, repo / name)
+    (repo / "build" / "lib" / "aerialseg").mkdir(parents=True)
+    (repo / "build" / "lib" / "aerialseg" / "deleted_module.py").write_text("STALE = True\n")
+    monkeypatch.setattr(package_plugin, "ROOT", repo)
+    (tmp_path / "out").mkdir()
+    wheel = package_plugin.engine_wheel(tmp_path / "out")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "aerialseg/cli.py" in names and "aerialseg/deleted_module.py" not in names
