@@ -232,7 +232,8 @@ def run_command(command: list[str], on_line: Callable[[str], None], cancelled: C
         reader.join(timeout=0.1)
     proc.stdout.close()  # type: ignore[union-attr]
     if proc.wait() != 0:
-        raise InstallError(f"'{describe(command)}' failed (status {proc.returncode}): " + " | ".join(tail[-3:]))
+        errors = [line for line in tail if line.startswith("ERROR:")] or tail  # pip's own error lines first
+        raise InstallError(f"'{describe(command)}' failed (status {proc.returncode}): " + " | ".join(errors[-3:]))
 
 
 def describe(command: list[str]) -> str:

@@ -124,6 +124,28 @@ def test_fresh_profile_installs_the_engine_then_maps_with_the_default_model(tmp_
         assert db.execute("SELECT count(*) FROM layer_styles").fetchone()[0] >= 1
 
 
+def test_a_failed_install_leaves_nothing_and_says_why(tmp_path, zip_path):
+    """A wheel whose dependency does not exist: pip fails; the new folder is removed, the setting untouched."""
+    env = fresh_profile(tmp_path, zip_path)
+    (tmp_path / "src" / "aerialseg").mkdir(parents=True)
+    (tmp_path / "src" / "aerialseg" / "__init__.py").write_text("")
+    (tmp_path / "src" / "pyproject.toml").write_text(
+        '[project]\nname = "aerialseg"\nversion = "9.9.9"\ndependencies = ["aerialseg-no-such-dependency-xyz"]\n')
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path),
+                    str(tmp_path / "src")], check=True, capture_output=True)
+    engine = tmp_path / "engine"
+    proc = run(env, tmp_path, INSTALLER, f"FOLDER={engine}", f"WHEEL={tmp_path / 'aerialseg-9.9.9-py3-none-any.whl'}",
+               "FLAVOUR=1")
+    message = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and message.startswith("AerialSeg engine installation failed:"), message
+    assert "'pip install aerialseg-9.9.9-py3-none-any.whl' failed" in message and "WARNING" not in message
+    assert "No matching distribution found for aerialseg-no-such-dependency-xyz" in message
+    assert "run this algorithm again" in message
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not engine.exists()
+    assert "AERIALSEG_ENGINE" not in (tmp_path / "cfg" / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
+
+
 def test_cancel_stops_pip_and_removes_a_first_install(tmp_path, zip_path):
     env = fresh_profile(tmp_path, zip_path)
     engine = tmp_path / "engine"
