@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsSettings,
 )
 
 from . import engine as eng
@@ -26,6 +27,14 @@ _COUNTED = ("Collecting", "Downloading", "Using cached", "Installing", "Successf
 def default_folder() -> Path:
     """<QGIS profile>/aerialseg/engine."""
     return Path(QgsApplication.qgisSettingsDirPath()) / "aerialseg" / "engine"
+
+
+def qgis_proxy() -> dict:
+    """pip's proxy variables from QGIS's network settings (empty unless an HTTP proxy is configured)."""
+    settings = QgsSettings()
+    enabled = str(settings.value("proxy/proxyEnabled", False)).lower() in ("true", "1")
+    return ins.proxy_env(enabled, *(str(settings.value(f"proxy/{k}", "") or "") for k in
+                                    ("proxyType", "proxyHost", "proxyPort", "proxyUser", "proxyPassword")))
 
 
 class InstallEngineAlgorithm(AerialSegAlgorithm):
@@ -139,7 +148,7 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
                 counted[0] += 1
                 feedback.setProgress(start + (end - start) * (1 - 0.93 ** counted[0]))
 
-        ins.run_command(command, on_line, feedback.isCanceled, eng.engine_environment())
+        ins.run_command(command, on_line, feedback.isCanceled, {**eng.engine_environment(), **qgis_proxy()})
 
     def _verify(self, target: Path, feedback) -> str:
         program = ins.env_program(target)

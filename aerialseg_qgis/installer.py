@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 WHEEL_DIR = Path(__file__).resolve().parent / "engine_wheel"
 MARKER = "aerialseg-install.json"  # in the environment: what was installed, for the idempotent second run
@@ -144,6 +145,18 @@ def gpu_available(run: Callable = subprocess.run) -> tuple[bool, str]:
     if proc.returncode != 0 or not lines:
         return False, f"nvidia-smi finds no working GPU (status {proc.returncode})"
     return True, f"NVIDIA GPU: {lines[0]}"
+
+
+def proxy_env(enabled: bool, kind: str, host: str, port: str, user: str = "", password: str = "") -> dict:
+    """HTTP(S)_PROXY for pip from QGIS's proxy settings (Settings > Options > Network), when an HTTP proxy is set.
+
+    QGIS's 'DefaultProxy' means the system's, which pip finds by itself; SOCKS proxies are not passed on.
+    """
+    if not enabled or not host.strip() or kind not in ("HttpProxy", "HttpCachingProxy"):
+        return {}
+    login = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+    url = f"http://{login}{host.strip()}{':' + str(port).strip() if str(port).strip() else ''}"
+    return {"HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url}
 
 
 # ---------------------------------------------------------------- what to run

@@ -9,10 +9,12 @@ stubbed: there is no QGIS window on a server).
 
 from __future__ import annotations
 
+import http.server
 import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -144,6 +146,33 @@ def test_a_failed_install_leaves_nothing_and_says_why(tmp_path, zip_path):
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not engine.exists()
     assert "AERIALSEG_ENGINE" not in (tmp_path / "cfg" / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
+
+
+def test_pip_goes_through_the_http_proxy_set_in_qgis(tmp_path, zip_path):
+    """Settings > Options > Network > proxy: pip asks PyPI through it (this proxy refuses, so the install fails)."""
+    seen: list[str] = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_CONNECT(self):  # noqa: N802  (http.server's name)
+            seen.append(self.requestline)
+            self.send_error(403, "refused by the test proxy")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = fresh_profile(tmp_path, zip_path)
+    ini = tmp_path / "cfg" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.write_text(ini.read_text() + "\n[proxy]\nproxyEnabled=true\nproxyType=HttpProxy\nproxyHost=127.0.0.1\n"
+                   f"proxyPort={server.server_address[1]}\n")
+    env.update(PIP_RETRIES="0", PIP_DEFAULT_TIMEOUT="10")
+    try:
+        proc = run(env, tmp_path, INSTALLER, f"FOLDER={tmp_path / 'engine'}", "FLAVOUR=1")
+    finally:
+        server.shutdown()
+    assert proc.returncode != 0 and not (tmp_path / "engine").exists()
+    assert any(line.startswith("CONNECT pypi.org:443") for line in seen), seen
 
 
 def test_cancel_stops_pip_and_removes_a_first_install(tmp_path, zip_path):

@@ -133,6 +133,15 @@ def test_gpu_flavour_only_with_a_working_driver(tmp_path, monkeypatch, body, gpu
     assert found is gpu and why in reason
 
 
+def test_qgis_http_proxy_is_passed_to_pip():
+    env = ins.proxy_env(True, "HttpProxy", "proxy.corp.example", "3128", "ann", "p@ss:w")
+    assert env["HTTPS_PROXY"] == env["HTTP_PROXY"] == "http://ann:p%40ss%3Aw@proxy.corp.example:3128"
+    assert ins.proxy_env(True, "HttpCachingProxy", "10.0.0.1", "")["https_proxy"] == "http://10.0.0.1"
+    assert ins.proxy_env(False, "HttpProxy", "proxy", "3128") == {}
+    assert ins.proxy_env(True, "DefaultProxy", "proxy", "3128") == {}  # the system's: pip finds it itself
+    assert ins.proxy_env(True, "Socks5Proxy", "proxy", "1080") == {}
+
+
 # ---------------------------------------------------------------- target folder and the idempotent second run
 
 
