@@ -1,5 +1,7 @@
 """aerialseg:installengine: create the engine's private Python environment from inside QGIS (or qgis_process)."""
 
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -71,13 +73,13 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
         if installed:
             self._install(plan, fresh, feedback)
         else:
-            feedback.pushInfo(tr(f"The engine in {plan.target} is up to date ({plan.wheel.name}): nothing to install."))
+            feedback.pushInfo(f"The engine in {plan.target} is up to date ({plan.wheel.name}): nothing to install.")
         feedback.setProgressText(tr("Checking the engine"))
-        report = self._verify(plan.target, feedback)
+        report = self._verify(plan.target)
         eng.record_engine(plan.target)
         feedback.setProgress(100)
-        feedback.pushInfo(tr(f"AerialSeg engine ready: {ins.env_program(plan.target)} ({report}). The AerialSeg "
-                             "algorithms use it from now on."))
+        feedback.pushInfo(f"AerialSeg engine ready: {ins.env_program(plan.target)} ({report}). The AerialSeg "
+                          "algorithms use it from now on.")
         return {"ENGINE": str(ins.env_program(plan.target)), "ENGINE_FOLDER": str(plan.target), "REPORT": report,
                 "INSTALLED": installed}
 
@@ -91,8 +93,8 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
         flavour = self.parameterAsEnum(parameters, "FLAVOUR", context)
         gpu, why = ins.gpu_available() if flavour == 0 else (flavour == 2, "chosen")
         train = self.parameterAsBoolean(parameters, "TRAINING", context)
-        feedback.pushInfo(tr(f"Engine flavour: {'GPU' if gpu else 'CPU'} ({why}); training "
-                             f"{'included' if train else 'not included'}; folder {target}; wheel {wheel.name}"))
+        feedback.pushInfo(f"Engine flavour: {'GPU' if gpu else 'CPU'} ({why}); training "
+                          f"{'included' if train else 'not included'}; folder {target}; wheel {wheel.name}")
         return ins.Plan(target, wheel.absolute(), gpu, train)
 
     def _wheel(self, parameters, context) -> Path:
@@ -120,8 +122,8 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
             if fresh:
                 shutil.rmtree(plan.target, ignore_errors=True)
             if isinstance(e, ins.Cancelled):
-                raise QgsProcessingException(tr("Cancelled: the engine installation was stopped"
-                                                + (f" and {plan.target} removed." if fresh else "."))) from None
+                raise QgsProcessingException("Cancelled: the engine installation was stopped"
+                                             + (f" and {plan.target} removed." if fresh else ".")) from None
             raise QgsProcessingException(f"AerialSeg engine installation failed: {e}. Check the internet connection "
                                          "(PyPI) and the log above, then run this algorithm again.") from None
         ins.write_marker(plan)
@@ -134,11 +136,11 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
             python = ins.find_python(candidates, eng.engine_environment())
         except ins.InstallError as e:
             raise QgsProcessingException(f"AerialSeg engine installation: {e}") from None
-        feedback.pushInfo(tr(f"Python for the environment: {python}"))
+        feedback.pushInfo(f"Python for the environment: {python}")
         return python
 
     def _run_step(self, command: list, feedback, start: float, end: float) -> None:
-        feedback.pushCommandInfo(subprocess.list2cmdline(command))
+        feedback.pushCommandInfo(subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command))
         feedback.setProgress(start)
         counted = [0]
 
@@ -150,15 +152,18 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
 
         ins.run_command(command, on_line, feedback.isCanceled, {**eng.engine_environment(), **qgis_proxy()})
 
-    def _verify(self, target: Path, feedback) -> str:
+    def _verify(self, target: Path) -> str:
+        """Run the engine's own check; a failure forgets the install, so the next run installs again."""
         program = ins.env_program(target)
         try:
             proc = subprocess.run([str(program), "check", "--json"], capture_output=True, text=True, timeout=300,
                                   env=eng.engine_environment(), encoding="utf-8", errors="replace")
         except (OSError, subprocess.SubprocessError) as e:
+            ins.clear_marker(target)
             raise QgsProcessingException(f"AerialSeg engine installed in {target} but it does not start: {e}. Run "
                                          "this algorithm again.") from None
         ok, message = ins.parse_check(proc.stdout, proc.stderr, proc.returncode)
         if not ok:
+            ins.clear_marker(target)
             raise QgsProcessingException(f"AerialSeg engine installed in {target} but its check fails: {message}")
         return message

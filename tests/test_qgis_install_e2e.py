@@ -50,9 +50,10 @@ def fresh_profile(root: Path, zip_path: Path) -> dict[str, str]:
     return _qgis_env(root / "cfg", PATH="/usr/bin:/bin")
 
 
-def run(env: dict[str, str], cwd: Path, algorithm: str, *params: str, timeout: float = 1800):
-    return subprocess.run([QGIS_PROCESS, "--json", "run", algorithm, "--", *params], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+def run(env: dict[str, str], cwd: Path, algorithm: str, *params: str, timeout: float = 1800, json_out: bool = True):
+    """qgis_process run (with --json: the answer on stdout; without: the log on stdout, as a user sees it)."""
+    return subprocess.run([QGIS_PROCESS, *(["--json"] if json_out else []), "run", algorithm, "--", *params],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess) -> dict:
@@ -124,6 +125,44 @@ def test_fresh_profile_installs_the_engine_then_maps_with_the_default_model(tmp_
     assert (out / "lc.tif").is_file() and "paletteEntry" in (out / "lc.qml").read_text()
     with sqlite3.connect(out / "features.gpkg") as db:
         assert db.execute("SELECT count(*) FROM layer_styles").fetchone()[0] >= 1
+
+
+def engine_stub_wheel(folder: Path, version: str, check_lines: list[dict], status: int) -> Path:
+    """A dependency-free aerialseg wheel whose ``aerialseg check --json`` prints ``check_lines`` (JSON lines, the
+    format of the packaging branch) and exits with ``status``."""
+    src = folder / f"src-{version}"
+    (src / "aerialseg").mkdir(parents=True)
+    body = "".join(f"    print(json.dumps({line!r}))\n" for line in check_lines)
+    (src / "aerialseg" / "__init__.py").write_text(f"import json, sys\n\ndef main():\n{body}    sys.exit({status})\n")
+    (src / "pyproject.toml").write_text(f'[project]\nname = "aerialseg"\nversion = "{version}"\n'
+                                        '[project.scripts]\naerialseg = "aerialseg:main"\n')
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), str(src)], check=True,
+                   capture_output=True)
+    return folder / f"aerialseg-{version}-py3-none-any.whl"
+
+
+def test_the_engine_check_decides_and_a_failed_check_is_retried(tmp_path, zip_path):
+    env = fresh_profile(tmp_path, zip_path)
+    ini = tmp_path / "cfg" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    engine = tmp_path / "engine"
+    failing = engine_stub_wheel(tmp_path, "0.9.0", [
+        {"type": "log", "level": "INFO", "message": "models: none"},
+        {"type": "result", "ok": False, "message": "the default model dubai-landcover-unet-r18 is missing"}], 1)
+    for attempt in (1, 2):  # a failed check is not 'up to date': the second run installs again
+        proc = run(env, tmp_path, INSTALLER, f"FOLDER={engine}", f"WHEEL={failing}", "FLAVOUR=1", json_out=False)
+        message = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode != 0, attempt
+        assert message == (f"AerialSeg engine installed in {engine} but its check fails: the default model "
+                           "dubai-landcover-unet-r18 is missing")
+        assert "Successfully installed aerialseg-0.9.0" in proc.stdout
+        assert "AERIALSEG_ENGINE" not in ini.read_text()
+    working = engine_stub_wheel(tmp_path, "0.9.1", [{"type": "result", "ok": True, "aerialseg": "0.9.1",
+                                                     "device": "cpu"}], 0)
+    answer = ok(run(env, tmp_path, INSTALLER, f"FOLDER={engine}", f"WHEEL={working}", "FLAVOUR=1"))
+    assert answer["results"]["INSTALLED"] is True and answer["results"]["REPORT"] == "aerialseg 0.9.1, device cpu"
+    assert f"AERIALSEG_ENGINE={engine}" in ini.read_text()
+    again = ok(run(env, tmp_path, INSTALLER, f"FOLDER={engine}", f"WHEEL={working}", "FLAVOUR=1"))
+    assert again["results"]["INSTALLED"] is False
 
 
 def test_a_failed_install_leaves_nothing_and_says_why(tmp_path, zip_path):
