@@ -319,6 +319,25 @@ def parse_check(stdout: str, stderr: str, returncode: int) -> tuple[bool, str]:
     return False, message
 
 
+def check_report(stdout: str) -> dict:
+    """Everything ``aerialseg check --json`` reported, as one dict: the older single JSON object, or the JSON lines'
+    objects merged in order (the ``result`` line last)."""
+    try:
+        whole = json.loads(stdout)
+        return whole if isinstance(whole, dict) else {}
+    except ValueError:
+        pass
+    report: dict = {}
+    for line in stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(msg, dict):
+            report.update(msg)
+    return report
+
+
 def _last_error(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):

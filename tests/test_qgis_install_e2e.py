@@ -96,6 +96,29 @@ def test_a_broken_engine_is_one_message_naming_the_installer(tmp_path, zip_path)
     assert not (tmp_path / "lc.tif").exists()
 
 
+def test_check_algorithm_reads_both_check_formats(tmp_path, zip_path):
+    """aerialseg:check trusts the engine's check: JSON lines ending in a result (ok true/false) or the older report."""
+    env = fresh_profile(tmp_path, zip_path)
+    stub = tmp_path / "env" / "bin" / "aerialseg"
+    stub.parent.mkdir(parents=True)
+    env["AERIALSEG_ENGINE"] = str(stub)
+
+    def engine_prints(lines: list[dict], status: int) -> None:
+        stub.write_text(f"#!{sys.executable}\nimport json, sys\nfor line in {lines!r}:\n    print(json.dumps(line))\n"
+                        f"sys.exit({status})\n")
+        stub.chmod(0o755)
+
+    engine_prints([{"type": "result", "ok": False, "message": "no model can be loaded"}], 1)
+    proc = run(env, tmp_path, "aerialseg:check")
+    message = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and message.startswith("AerialSeg set-up is incomplete: no model can be loaded. ")
+    assert INSTALLER in message and "Traceback" not in proc.stdout + proc.stderr
+    engine_prints([{"type": "log", "level": "INFO", "message": "checking"},
+                   {"type": "result", "ok": True, "aerialseg": "0.9.1", "device": "cpu", "models": ["m1"]}], 0)
+    results = ok(run(env, tmp_path, "aerialseg:check"))["results"]
+    assert results["OK"] is True and results["ENGINE_VERSION"] == "0.9.1" and "bundled models: m1" in results["REPORT"]
+
+
 @pytest.mark.slow
 def test_fresh_profile_installs_the_engine_then_maps_with_the_default_model(tmp_path, zip_path):
     env = fresh_profile(tmp_path, zip_path)

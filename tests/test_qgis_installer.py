@@ -197,6 +197,14 @@ def test_check_older_single_report_and_crashes():
         (False, "onnxruntime is not installed")
 
 
+def test_check_report_merges_json_lines_or_takes_the_single_report():
+    lines = '{"type": "log", "message": "x", "python": "3.12"}\n{"type": "result", "ok": true, "device": "cuda"}'
+    assert ins.check_report(lines) == {"type": "result", "message": "x", "python": "3.12", "ok": True,
+                                       "device": "cuda"}
+    assert ins.check_report(json.dumps({"device": "cpu"}, indent=1)) == {"device": "cpu"}
+    assert ins.check_report("not json") == {}
+
+
 # ---------------------------------------------------------------- running pip: streaming, failure, cancel
 
 
