@@ -122,8 +122,9 @@ class InstallEngineAlgorithm(AerialSegAlgorithm):
             if fresh:
                 shutil.rmtree(plan.target, ignore_errors=True)
             if isinstance(e, ins.Cancelled):
-                raise QgsProcessingException("Cancelled: the engine installation was stopped"
-                                             + (f" and {plan.target} removed." if fresh else ".")) from None
+                raise QgsProcessingException(f"Cancelled: the engine installation was stopped and {plan.target} "
+                                             "removed." if fresh else "Cancelled: the engine update was stopped; run "
+                                             "this algorithm again to finish it.") from None
             raise QgsProcessingException(f"AerialSeg engine installation failed: {e}. Check the internet connection "
                                          "(PyPI) and the log above, then run this algorithm again.") from None
         ins.write_marker(plan)
