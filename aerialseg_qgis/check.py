@@ -1,5 +1,6 @@
 """aerialseg:check: find the engine, report versions and the runtime (GPU or CPU, and why), say what is missing."""
 
+import subprocess
 import sys
 
 from qgis.core import (
@@ -10,6 +11,7 @@ from qgis.core import (
 )
 
 from . import engine as eng
+from . import installer as ins
 from .base import AerialSegAlgorithm, tr
 
 
@@ -35,24 +37,38 @@ class CheckAlgorithm(AerialSegAlgorithm):
                  "the engine uses its own)"]
         program = eng.find_engine()
         lines.append(f"engine: {program}")
-        try:  # the engine's own report: versions, runtimes, the device it picks and why, models
-            report = eng.run_json(["check", "--json"], timeout=120)
-        except QgsProcessingException as e:
-            raise QgsProcessingException(
-                f"AerialSeg set-up is incomplete: the engine does not run ({e}). Reinstall its dependencies in its "
-                "environment (bash setup.sh in the repository, or <engine python> -m pip install /path/to/aerialseg). "
-                f"{eng.INSTALL_HELP}") from None
-        device = "GPU" if report["device"] == "cuda" else "CPU"
-        lines.append(f"engine Python {report['python']}: aerialseg {report['aerialseg']}, numpy {report['numpy']}, "
-                     f"rasterio {report['rasterio']} (GDAL {report['gdal']}), onnxruntime {report['onnxruntime']} "
-                     f"({', '.join(report['onnxruntime_providers'])})")
-        lines.append(f"inference: {device} ({report['device_reason']})")
-        lines.append(f"training: torch {report['torch']}")
-        names = ", ".join(report.get("models", []))
+        report = self._engine_report(program)
+        device = "GPU" if report.get("device") == "cuda" else "CPU"
+        get = lambda key: report.get(key, "?")
+        lines.append(f"engine Python {get('python')}: aerialseg {get('aerialseg')}, numpy {get('numpy')}, "
+                     f"rasterio {get('rasterio')} (GDAL {get('gdal')}), onnxruntime {get('onnxruntime')} "
+                     f"({', '.join(report.get('onnxruntime_providers', []))})")
+        lines.append(f"inference: {device} ({get('device_reason')})")
+        lines.append(f"training: torch {get('torch')}")
+        names = ", ".join(m if isinstance(m, str) else str(m.get("name", m)) for m in report.get("models", []))
         lines.append("bundled models: " + (names or "none (give Model as an .onnx file, or add models to the "
                                                     "models folder)"))
         for line in lines:
             feedback.pushInfo(line)
         feedback.pushInfo(tr("The AerialSeg set-up works."))
-        return {"ENGINE": str(program), "ENGINE_VERSION": report["aerialseg"], "DEVICE": device,
+        return {"ENGINE": str(program), "ENGINE_VERSION": str(get("aerialseg")), "DEVICE": device,
                 "REPORT": "\n".join(lines), "OK": True}
+
+    @staticmethod
+    def _engine_report(program) -> dict:
+        """The engine's own check (versions, runtimes, the device it picks and why, models); a failed check (exit
+        status, or a result line with ok false) raises with the check's message and the way to fix it."""
+        proc = eng.start([str(program), "check", "--json"])
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise QgsProcessingException(f"AerialSeg: '{program} check' did not answer in 120 s.") from None
+        ok, message = ins.parse_check(out, err, proc.returncode)
+        if ok:
+            return ins.check_report(out)
+        if "Traceback (most recent call last)" in err:
+            message = f"the engine {program} is broken: {message}"
+        raise QgsProcessingException(f"AerialSeg set-up is incomplete: {message}. Reinstall or update the engine: "
+                                     f"{eng.INSTALL_HELP}")

@@ -32,17 +32,12 @@ _FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
 CANCELLED = "Cancelled: the AerialSeg engine was stopped before it finished and removed its partial outputs."
 STOP_GRACE_S = 2.0  # after SIGTERM the engine removes its partial outputs; then it is killed
 
+INSTALLER = "aerialseg:installengine"
 INSTALL_HELP = (
-    "Install the engine once, outside QGIS, in its own Python environment: clone the AerialSeg repository and "
-    "run 'bash setup.sh' there (it creates .venv/bin/aerialseg), or run 'python3 -m venv ~/aerialseg-env && "
-    "~/aerialseg-env/bin/pip install /path/to/aerialseg'. Then set Settings > Options > Processing > Providers > "
-    "AerialSeg > 'AerialSeg engine' to that aerialseg program (or set the environment variable AERIALSEG_ENGINE). "
-    "Do not pip-install it into QGIS's own Python."
+    "Install it from QGIS: Processing Toolbox > AerialSeg > Set-up > 'Install or update the AerialSeg engine' "
+    f"({INSTALLER}; also Plugins > AerialSeg > Install engine…, or 'qgis_process run {INSTALLER}'). It creates "
+    "the engine's own Python environment; QGIS's Python is not changed."
 )
-
-
-class EngineNotFound(QgsProcessingException):
-    """The ``aerialseg`` program could not be found or is not usable."""
 
 
 def configured_engine() -> str:
@@ -55,6 +50,17 @@ def configured_scheduler() -> str:
     """The Dask scheduler address from the provider setting ('' when not set: run on this machine)."""
     value = QgsSettings().value("Processing/Configuration/" + SCHEDULER_SETTING, "")
     return str(value or "").strip()
+
+
+def record_engine(location: Path) -> None:
+    """Make ``location`` (an engine program or environment folder) the provider setting, saved in the profile."""
+    QgsSettings().setValue(SETTING_KEY, str(location))
+    try:  # keep the Processing options dialog in step when it is loaded
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        ProcessingConfig.setSettingValue(SETTING_NAME, str(location))
+    except (ImportError, KeyError, AttributeError):
+        pass
 
 
 def find_engine() -> Path:
@@ -70,16 +76,16 @@ def find_engine() -> Path:
         if value:
             found = _program_in(Path(value).expanduser())
             if found is None:
-                raise EngineNotFound(f"AerialSeg engine not found: {origin} is '{value}', which is not the aerialseg "
-                                     f"program nor a folder with {_BIN}/{_EXE}. {INSTALL_HELP}")
+                raise QgsProcessingException(f"AerialSeg engine not found: {origin} is '{value}', which is not the "
+                                             f"aerialseg program nor a folder with {_BIN}/{_EXE}. {INSTALL_HELP}")
             return found
     found = _program_in(REPO_ROOT / ".venv" / _BIN / _EXE)
     on_path = shutil.which("aerialseg")
     if found is None and on_path:
         found = Path(on_path)
     if found is None:
-        raise EngineNotFound(f"AerialSeg engine not found (looked at ${ENV_VAR}, the provider setting, "
-                             f"{REPO_ROOT / '.venv' / _BIN / _EXE} and the PATH). {INSTALL_HELP}")
+        raise QgsProcessingException(f"AerialSeg engine not found (looked at ${ENV_VAR}, the provider setting, "
+                                     f"{REPO_ROOT / '.venv' / _BIN / _EXE} and the PATH). {INSTALL_HELP}")
     return found
 
 
@@ -124,7 +130,7 @@ def run_json(args: list, timeout: float = 60.0) -> object:
         raise QgsProcessingException(f"AerialSeg: '{engine} {' '.join(map(str, args))}' did not answer in "
                                      f"{timeout:g} s") from None
     if proc.returncode != 0:
-        raise QgsProcessingException(f"AerialSeg: {_last_error(err) or f'{engine} failed (status {proc.returncode})'}")
+        raise QgsProcessingException(_failure(engine, err, proc.returncode))
     return json.loads(out)
 
 
@@ -153,7 +159,8 @@ class _Run:
         try:
             self.proc = start(command)
         except OSError as e:
-            raise EngineNotFound(f"AerialSeg: cannot start the engine {command[0]}: {e}. {INSTALL_HELP}") from None
+            message = f"AerialSeg: cannot start the engine {command[0]}: {e}. {INSTALL_HELP}"
+            raise QgsProcessingException(message) from None
         self._readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True),
                          threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True)]
         for reader in self._readers:
@@ -184,9 +191,8 @@ class _Run:
             time.sleep(0.05)
         self._close()
         if self.proc.returncode != 0:
-            message = (self.error or _last_error(self.stderr)
-                       or f"the engine failed with exit status {self.proc.returncode}")
-            raise QgsProcessingException(f"AerialSeg: {message}")
+            raise QgsProcessingException(f"AerialSeg: {self.error}" if self.error else
+                                         _failure(self.proc.args[0], self.stderr, self.proc.returncode))
         return self.result
 
     def stop(self) -> None:
@@ -251,6 +257,16 @@ class _Run:
             self.feedback.pushDebugInfo(message)
         else:
             self.feedback.pushInfo(message)
+
+
+def _failure(program, stderr, status: int) -> str:
+    """The message for an engine that failed without its own JSON error: its one-line error, or, when it
+    crashed (a Python traceback: a broken environment), that it is broken and how to reinstall it."""
+    lines = stderr.splitlines() if isinstance(stderr, str) else list(stderr)
+    last = _last_error(lines) or f"the engine failed with exit status {status}"
+    if any("Traceback (most recent call last)" in line for line in lines):
+        return f"AerialSeg engine {program} is broken: {last}. Reinstall or update it: {INSTALL_HELP}"
+    return f"AerialSeg: {last}"
 
 
 def _last_error(lines) -> str:

@@ -10,12 +10,14 @@ from .check import CheckAlgorithm
 from .classify import ClassifyAlgorithm
 from .engine import SCHEDULER_SETTING, SETTING_NAME
 from .evaluate import EvaluateAlgorithm
+from .installengine import InstallEngineAlgorithm
 from .layers import RASTER_EXTENSIONS, output_error
 from .map import MapAlgorithm
 from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
-ALGORITHMS = (ClassifyAlgorithm, VectorizeAlgorithm, MapAlgorithm, EvaluateAlgorithm, TrainAlgorithm, CheckAlgorithm)
+ALGORITHMS = (ClassifyAlgorithm, VectorizeAlgorithm, MapAlgorithm, EvaluateAlgorithm, TrainAlgorithm, CheckAlgorithm,
+              InstallEngineAlgorithm)
 
 
 def plugin_version() -> str:

@@ -10,20 +10,26 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QToolButton, QWidget
 
 from .base import tr
-from .engine import run_json
+from .engine import find_engine, run_json
 
 _models_cache: dict = {}
 
 
 def bundled_models() -> list:
-    """[(name, description)] from ``aerialseg models --json`` (asked once per session; [] if the engine fails)."""
-    if "models" not in _models_cache:
-        try:
-            _models_cache["models"] = [(m["name"], m.get("card", {}).get("description", "")) for m in
-                                       run_json(["models", "--json"], timeout=30)]
-        except Exception:  # noqa: BLE001  no engine yet: the field still takes a name or a file
-            _models_cache["models"] = []
-    return _models_cache["models"]
+    """[(name, description)] from ``aerialseg models --json``; [] while there is no working engine.
+
+    The answer is kept per engine program (and its modification time), so the list appears as soon as an engine
+    is installed or updated; a failure is never kept.
+    """
+    try:
+        program = find_engine()
+        key = (str(program), program.stat().st_mtime)
+        if key not in _models_cache:
+            _models_cache[key] = [(m["name"], m.get("card", {}).get("description", "")) for m in
+                                  run_json(["models", "--json"], timeout=30)]
+        return _models_cache[key]
+    except Exception:  # noqa: BLE001  no engine yet: the field still takes a name or a file
+        return []
 
 
 class ModelWidgetWrapper(WidgetWrapper):

@@ -36,7 +36,7 @@ ENGINE = REPO / ".venv" / "bin" / "aerialseg"
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")  # Debian's wrapper script is broken
 QGIS_PYTHON = "/usr/bin/python3"  # the interpreter QGIS's Python bindings are built for
 ORTHO = RASTERS / "nl_aerial_rd_new_1210x718.tif"
-ALGORITHMS = ("check", "classify", "evaluate", "map", "train", "vectorize")
+ALGORITHMS = ("check", "classify", "evaluate", "installengine", "map", "train", "vectorize")
 TINY_TRAIN = ["CHIP=64", "BATCH_SIZE=4", "CHIPS_PER_EPOCH=8", "EPOCHS=1", "DEVICE=1",
               "EXTRA=--encoder-depth 3 --decoder-channels 16,8,8 --val-tile 128 --threads 2"]
 
@@ -213,7 +213,8 @@ def test_missing_engine_says_how_to_install(profile, scene_tif, tmp_path):
     env = {**profile, "PATH": "/usr/bin:/bin"}
     del env["AERIALSEG_ENGINE"]
     message = run_fails(env, "classify", f"INPUT={scene_tif}", f"OUTPUT={tmp_path / 'x.tif'}")
-    assert "AerialSeg engine not found" in message and "bash setup.sh" in message and "AERIALSEG_ENGINE" in message
+    assert "AerialSeg engine not found" in message and "aerialseg:installengine" in message
+    assert "AERIALSEG_ENGINE" in message
     env["AERIALSEG_ENGINE"] = str(tmp_path / "nowhere")
     message = run_fails(env, "check")
     assert f"AERIALSEG_ENGINE is '{tmp_path / 'nowhere'}'" in message
