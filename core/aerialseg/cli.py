@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
-    reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
+    reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False),
+                        quiet=args.command != "train")  # train's log is its per-epoch report
     for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
         signal.signal(signum, _raise_interrupt)
     try:
@@ -79,7 +80,8 @@ def _ignore_signals() -> None:
 class Reporter:
     """Progress, logs and results for one run: a tqdm bar, JSON lines, or nothing."""
 
-    def __init__(self, mode: str, verbose: bool = False) -> None:
+    def __init__(self, mode: str, verbose: bool = False, quiet: bool = False) -> None:
+        """``quiet``: without ``verbose``, stderr gets warnings and errors only (JSON lines keep info)."""
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "none"
         self.mode, self._stage, self._started = mode, "", time.monotonic()
@@ -87,7 +89,8 @@ class Reporter:
         handler = _JsonLogHandler(self) if mode == "json" else _TqdmLogHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.handlers[:] = [handler]
-        log.setLevel(logging.DEBUG if verbose else logging.INFO)
+        quiet = quiet and mode != "json"
+        log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
         log.propagate = False
 
     def progress(self, stage: str, unit: str) -> Callable[[int, int], None]:
