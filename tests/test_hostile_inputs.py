@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from rasterio.transform import from_origin
 
 from aerialseg.card import CARD_KEY
@@ -71,6 +72,51 @@ def with_card(source: Path, path: Path, **changes) -> Path:
 def write_at(path: Path, data: np.ndarray, metres: float) -> Path:
     """A GeoTIFF in UTM 33N with pixels of ``metres``."""
     return write_raster(path, data, transform=from_origin(500000, 4000000, metres, metres))
+
+
+# ---------------------------------------------------------------- 2. model cards and model output
+
+
+BAD_CARDS = {
+    "mean": dict(mean=[float("nan"), 0.0, 0.0]),
+    "std": dict(std=[1.0, float("inf"), 1.0]),
+    "std ": dict(std=[1.0, 0.0, 1.0]),
+    "scale": dict(scale=float("nan")),
+    "tile_size": dict(tile_size=0),
+    "tile_size ": dict(tile_size=1),
+    "tile_size  ": dict(tile_size=100000),
+    "overlap": dict(overlap=40),  # more than half of the 64 px tile
+}
+
+
+def test_invalid_model_cards_are_refused_naming_the_model_and_the_field(tmp_path, colour_model):
+    rgb = write_raster(tmp_path / "rgb.tif", SCENE)
+    models = {field: with_card(colour_model, tmp_path / f"bad{i}.onnx", **change)
+              for i, (field, change) in enumerate(BAD_CARDS.items())}
+    deepness = tmp_path / "bad_deepness.onnx"
+    model = onnx.load(str(colour_model))
+    del model.metadata_props[:]
+    for key, value in {"class_names": {"0": "a", "1": "b", "2": "c"}, "tile_size": 100000}.items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(model, str(deepness))
+    models["tile_size   "] = deepness
+    runs = run_all({field: ["classify", rgb, tmp_path / f"lc{i}.tif", "-m", model]
+                    for i, (field, model) in enumerate(models.items())})
+    for field, r in runs.items():
+        assert_one_error_line(r, str(models[field]), field.strip())
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("bad")) == ["rgb.tif"]
+
+
+def test_a_model_returning_nan_fails_naming_the_model_and_writes_no_map(tmp_path, colour_model):
+    model = onnx.load(str(colour_model))
+    for init in model.graph.initializer:
+        if init.name == "w":
+            init.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(init), np.nan), "w"))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    rgb = write_raster(tmp_path / "rgb.tif", SCENE)
+    r = cli("classify", rgb, tmp_path / "lc.tif", "-m", tmp_path / "nan.onnx")
+    assert_one_error_line(r, "model 'colour'", "NaN")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.onnx", "rgb.tif"]
 
 
 # ---------------------------------------------------------------- 9. what stderr holds
