@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import rasterio
 from onnx import numpy_helper
 from rasterio.transform import from_origin
 
@@ -117,6 +118,65 @@ def test_a_model_returning_nan_fails_naming_the_model_and_writes_no_map(tmp_path
     r = cli("classify", rgb, tmp_path / "lc.tif", "-m", tmp_path / "nan.onnx")
     assert_one_error_line(r, "model 'colour'", "NaN")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.onnx", "rgb.tif"]
+
+
+# ---------------------------------------------------------------- 4. train
+
+
+@pytest.fixture
+def folder_data(tmp_path) -> Path:
+    from trainkit import make_folder
+
+    return make_folder(tmp_path / "data")
+
+
+def _train_args(data: Path, masks: Path | None = None) -> list:
+    return ["train", "--dataset", "folder", "--images", data / "images", "--masks", masks or data / "masks",
+            "--class-names", "a,b,c", "--epochs", "1", "--chips-per-epoch", "4", "--batch-size", "2",
+            "--chip", "32", "--no-progress", "--device", "cpu", "--threads", "1"]
+
+
+TRAIN_OPTIONS = {"--epochs": "0", "--batch-size": "0", "--chip": "-32", "--chips-per-epoch": "0",
+                 "--max-minutes": "-1", "--val-fraction": "1.5", "--val-fraction ": "0"}
+
+
+def test_train_refuses_bad_counts_a_file_as_out_and_masks_without_classes(tmp_path, folder_data):
+    unusable = tmp_path / "unusable_masks"
+    unusable.mkdir()
+    for mask in (folder_data / "masks").iterdir():
+        with rasterio.open(mask) as src:
+            profile, data = src.profile, src.read()
+        with rasterio.open(unusable / mask.name, "w", **profile) as dst:
+            dst.write(np.full_like(data, 7))  # class 7 of 3 classes: nothing usable
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    jobs = {option: [*_train_args(folder_data), option.strip(), value, "--out", tmp_path / f"run{i}"]
+            for i, (option, value) in enumerate(TRAIN_OPTIONS.items())}
+    jobs["file as out"] = [*_train_args(folder_data), "--out", a_file]
+    jobs["no usable pixel"] = [*_train_args(folder_data, unusable), "--out", tmp_path / "new" / "run"]
+    runs = run_all(jobs)
+    for option in TRAIN_OPTIONS:
+        assert_one_error_line(runs[option], option.strip())
+    assert_one_error_line(runs["file as out"], "--out", str(a_file))
+    assert a_file.read_text() == "not a folder"
+    assert_one_error_line(runs["no usable pixel"], str(unusable), "no pixel of the classes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt", "unusable_masks"]  # no run folder
+
+
+def test_train_never_reports_a_best_checkpoint_that_does_not_exist(tmp_path, folder_data):
+    val_masks = tmp_path / "val_masks"
+    val_masks.mkdir()
+    for mask in (folder_data / "masks").iterdir():
+        with rasterio.open(mask) as src:
+            profile, data = src.profile, src.read()
+        with rasterio.open(val_masks / mask.name, "w", **profile) as dst:
+            dst.write(np.full_like(data, 255))  # nothing labelled to validate on
+    run = tmp_path / "run"
+    r = cli(*_train_args(folder_data), "--val-images", folder_data / "images", "--val-masks", val_masks,
+            "--out", run)
+    assert r.returncode == 0, r.stderr
+    assert not (run / "best.pt").exists() and (run / "last.pt").exists()
+    assert "best.pt" not in r.stdout and "no best checkpoint" in r.stdout
 
 
 # ---------------------------------------------------------------- 9. what stderr holds
