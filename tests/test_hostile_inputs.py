@@ -179,6 +179,29 @@ def test_train_never_reports_a_best_checkpoint_that_does_not_exist(tmp_path, fol
     assert "best.pt" not in r.stdout and "no best checkpoint" in r.stdout
 
 
+# ---------------------------------------------------------------- 5. evaluate
+
+
+def test_evaluate_refuses_a_photo_or_a_reference_without_class_ids_and_a_bad_block(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 3, (1, 60, 80)).astype(np.uint8)
+    prediction = write_raster(tmp_path / "pred.tif", ids)
+    photo = write_raster(tmp_path / "photo.tif", scene(60, 80))
+    not_ids = write_raster(tmp_path / "not_ids.tif", np.full((1, 60, 80), 100, np.uint8))
+    good = write_raster(tmp_path / "ref.tif", ids)
+    runs = run_all({
+        "photo": ["evaluate", prediction, photo, "--classes", "a,b,c"],
+        "not ids": ["evaluate", prediction, not_ids, "--classes", "a,b,c"],
+        "block 0": ["evaluate", prediction, good, "--classes", "a,b,c", "--block", "0"],
+        "block -5": ["evaluate", prediction, good, "--classes", "a,b,c", "--block", "-5"],
+        "good": ["evaluate", prediction, good, "--classes", "a,b,c"],
+    })
+    assert_one_error_line(runs["photo"], "photo.tif", "3 bands", "--colour-reference")
+    assert_one_error_line(runs["not ids"], "not_ids.tif", "class id")
+    for case in ("block 0", "block -5"):
+        assert_one_error_line(runs[case], "--block")
+    assert runs["good"].returncode == 0, runs["good"].stderr
+
+
 # ---------------------------------------------------------------- 9. what stderr holds
 
 
