@@ -202,6 +202,29 @@ def test_evaluate_refuses_a_photo_or_a_reference_without_class_ids_and_a_bad_blo
     assert runs["good"].returncode == 0, runs["good"].stderr
 
 
+# ---------------------------------------------------------------- 7. option ranges and usage errors
+
+
+def test_absurd_options_give_one_usage_line_naming_the_option(tmp_path, colour_model):
+    rgb = write_raster(tmp_path / "rgb.tif", SCENE)
+    cases = {
+        "--tile-size": ["classify", rgb, tmp_path / "a.tif", "--tile-size", "1000000"],
+        "--overlap": ["classify", rgb, tmp_path / "b.tif", "--overlap", "100000"],
+        "--overlap ": ["map", rgb, tmp_path / "m", "--overlap", "-1"],
+        "--batch-size": ["classify", rgb, tmp_path / "c.tif", "--batch-size", "0"],
+        "--min-area": ["vectorize", rgb, tmp_path / "e.gpkg", "--min-area", "nan"],
+        "--simplify": ["vectorize", rgb, tmp_path / "f.gpkg", "--simplify", "nan"],
+        "--simplify ": ["map", rgb, tmp_path / "m2", "--simplify", "-2"],
+        "output": ["classify", rgb],
+    }
+    runs = run_all(cases)
+    for option, r in runs.items():
+        assert_one_error_line(r, option.strip(), status=2)
+    scheduler = cli("classify", rgb, tmp_path / "g.tif", "-m", colour_model, "--scheduler", "not-a-url")
+    assert_one_error_line(scheduler, "--scheduler not-a-url", "tcp://host:8786")  # checked by Dask: status 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.tif"]
+
+
 # ---------------------------------------------------------------- 9. what stderr holds
 
 

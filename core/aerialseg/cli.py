@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -19,9 +20,10 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aerialseg._version import __version__
+from aerialseg.card import MAX_TILE, MIN_TILE
 from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError
 
 if TYPE_CHECKING:
@@ -350,9 +352,44 @@ def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the option, with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"aerialseg: error: {message}; see '{self.prog} --help'\n")
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (no upper bound if None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            limit = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"expected a whole number {limit}, got {text!r}")
+        return value
+    return parse
+
+
+def float_range(low: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number at least ``low`` (above it if not ``inclusive``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (not inclusive and value == low):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if inclusive else '>'} {low:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The argument parser; mounted subcommands are only imported when selected."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="aerialseg", description="Land-cover mapping from aerial and satellite imagery.",
         epilog="Run 'aerialseg COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"aerialseg {__version__}")
@@ -408,9 +445,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", help="bundled model name or .onnx/.pt path (default: the bundled default model)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: CUDA GPU if one works (auto), or force cpu/cuda")
-    p.add_argument("--tile-size", type=int, help="model input tile in pixels (default: the model card's)")
-    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: the model card's)")
-    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--tile-size", type=int_range(MIN_TILE, MAX_TILE),
+                   help=f"model input tile in pixels, {MIN_TILE}-{MAX_TILE} (default: the model card's)")
+    p.add_argument("--overlap", type=int_range(0, MAX_TILE // 2),
+                   help="pixels shared by neighbouring tiles, at most half a tile (default: the model card's)")
+    p.add_argument("--batch-size", type=int_range(1, 4096),
+                   help="tiles per model call (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
                    help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
     p.add_argument("--no-resample", action="store_true",
@@ -422,8 +462,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_vector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names or ids (default: building,road,water)")
-    p.add_argument("--min-area", type=float, help="drop polygons smaller than this many square metres")
-    p.add_argument("--simplify", type=float, help="simplification tolerance in metres")
+    p.add_argument("--min-area", type=float_range(0), help="drop polygons smaller than this many square metres")
+    p.add_argument("--simplify", type=float_range(0), help="simplification tolerance in metres")
     p.add_argument("--regularize", action="store_true", help="square building outlines to right angles")
 
 

@@ -460,6 +460,9 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
             client = Client(scheduler, timeout=15)
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(e)}") from None
+        except ValueError as e:  # not an address at all
+            raise InputError(f"--scheduler {scheduler} is not a Dask scheduler address ({first_line(e)}); "
+                             "give one like tcp://host:8786") from None
         try:
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         except (OSError, TimeoutError):

@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from rasterio.windows import Window
 
-from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.card import MAX_TILE, MIN_TILE, NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
     ClassRasterWriter,
@@ -143,8 +143,8 @@ def plan_grid(ds: Any, card: ModelCard, tile_size: int | None, overlap: int | No
 def _tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:
     """Tile size and overlap from the card or the user, checked."""
     tile = card_tile if tile is None else tile
-    if tile < 16 or tile % 16:
-        raise InputError(f"tile size must be a multiple of 16 and at least 16, got {tile}")
+    if not MIN_TILE <= tile <= MAX_TILE or tile % 16:
+        raise InputError(f"tile size must be a multiple of 16 from {MIN_TILE} to {MAX_TILE}, got {tile}")
     ov = card_overlap if overlap is None else overlap
     if overlap is None and tile != card_tile:  # keep the card's overlap ratio
         ov = round(card_overlap * tile / card_tile)
