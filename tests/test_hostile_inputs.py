@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from rasterio.transform import from_origin
 
 from aerialseg.card import CARD_KEY
-from conftest import scene, write_raster
+from conftest import expected_classes, read_band, scene, write_raster
 from tinymodels import colour_card, write_colour_model
 
 pytestmark = pytest.mark.slow
@@ -75,6 +75,33 @@ def write_at(path: Path, data: np.ndarray, metres: float) -> Path:
     return write_raster(path, data, transform=from_origin(500000, 4000000, metres, metres))
 
 
+# ---------------------------------------------------------------- 1. non-finite input values
+
+
+def test_non_finite_input_values_are_nodata_and_the_rest_of_the_map_is_unchanged(tmp_path, colour_model):
+    photo = SCENE.astype(np.float32)
+    hostile = photo.copy()
+    bad = np.zeros(SCENE.shape[1:], bool)
+    bad[10:15, 20:25] = True  # 25 +inf pixels
+    hostile[0][bad] = np.inf
+    bad[50, 60:70] = True
+    hostile[1, 50, 60:70] = -np.inf
+    bad[100:103, 5:8] = True
+    hostile[2, 100:103, 5:8] = np.nan
+    clean_tif, hostile_tif = write_raster(tmp_path / "clean.tif", photo), write_raster(tmp_path / "inf.tif", hostile)
+    before = md5(hostile_tif)
+    runs = run_all({"clean": ["classify", clean_tif, tmp_path / "clean_lc.tif", "-m", colour_model],
+                    "hostile": ["classify", hostile_tif, tmp_path / "inf_lc.tif", "-m", colour_model]})
+    for r in runs.values():
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == ""  # no numpy warning, no info line without -v
+    clean, result = read_band(tmp_path / "clean_lc.tif"), read_band(tmp_path / "inf_lc.tif")
+    np.testing.assert_array_equal(clean, expected_classes(SCENE))
+    assert (result[bad] == 255).all()
+    np.testing.assert_array_equal(result[~bad], clean[~bad])
+    assert md5(hostile_tif) == before
+
+
 # ---------------------------------------------------------------- 2. model cards and model output
 
 
@@ -118,6 +145,36 @@ def test_a_model_returning_nan_fails_naming_the_model_and_writes_no_map(tmp_path
     r = cli("classify", rgb, tmp_path / "lc.tif", "-m", tmp_path / "nan.onnx")
     assert_one_error_line(r, "model 'colour'", "NaN")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.onnx", "rgb.tif"]
+
+
+# ---------------------------------------------------------------- 3. value range
+
+
+def test_float_reflectance_is_read_as_0_to_1_and_value_range_sets_the_range(tmp_path, colour_model):
+    values = SCENE.astype(np.float32) / 255
+    values[:, 0, :8] = 1.2  # a few specular highlights above 1
+    reflectance = write_raster(tmp_path / "refl.tif", values)
+    uint8 = write_raster(tmp_path / "rgb.tif", SCENE)
+    huge = write_raster(tmp_path / "huge.tif", SCENE.astype(np.float32) * 1e30)
+    runs = run_all({
+        "auto": ["classify", reflectance, tmp_path / "auto.tif", "-m", colour_model, "-v"],
+        "as 0..255": ["classify", reflectance, tmp_path / "dark.tif", "-m", colour_model, "--value-range", "255"],
+        "uint8": ["classify", uint8, tmp_path / "u8.tif", "-m", colour_model],
+        "huge": ["classify", huge, tmp_path / "huge_lc.tif", "-m", colour_model],
+        "zero": ["classify", uint8, tmp_path / "z.tif", "-m", colour_model, "--value-range", "0"],
+        "nan": ["classify", uint8, tmp_path / "n.tif", "-m", colour_model, "--value-range", "nan"],
+    })
+    assert runs["auto"].returncode == 0, runs["auto"].stderr
+    assert "reflectance 0..1" in runs["auto"].stderr
+    expected = expected_classes(SCENE)
+    assert (read_band(tmp_path / "auto.tif") == expected).mean() > 0.999  # float rounding at class borders only
+    assert runs["as 0..255"].returncode == 0
+    assert (read_band(tmp_path / "dark.tif") == 2).all()  # what 0..1 read as 0..255 gives: all "land"
+    np.testing.assert_array_equal(read_band(tmp_path / "u8.tif"), expected)  # uint8: as it always was
+    assert_one_error_line(runs["huge"], "huge.tif", "--value-range")
+    for case in ("zero", "nan"):
+        assert_one_error_line(runs[case], "--value-range", status=2)
+    assert not any((tmp_path / f).exists() for f in ("huge_lc.tif", "z.tif", "n.tif"))
 
 
 # ---------------------------------------------------------------- 4. train

@@ -335,7 +335,8 @@ def cmd_mounted(args: argparse.Namespace, rep: Reporter) -> int:
 
 def _classify_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "tile_size": args.tile_size, "overlap": args.overlap,
-            "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample, "threads": args.threads}
+            "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample,
+            "value_range": args.value_range, "threads": args.threads}
 
 
 def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -455,6 +456,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
     p.add_argument("--no-resample", action="store_true",
                    help="use the input at its own resolution instead of the model's ground resolution")
+    p.add_argument("--value-range", type=float_range(0, inclusive=False), metavar="MAX",
+                   help="input value meaning full brightness, e.g. 255, 1 (reflectance) or 10000 (default: from "
+                        "the data type and the data: uint8 as it is, float within 0..1 as reflectance, wider "
+                        "data stretched)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores, shared by workers)")
     p.add_argument("--workers", type=int, help="run on a local Dask cluster of this many worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this scheduler (tcp://host:8786)")

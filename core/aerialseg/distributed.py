@@ -71,6 +71,7 @@ class BlockJob:
     batch_size: int | None = None
     tta: str = "none"
     resample: bool = True
+    value_range: float | None = None
     confidence: bool = False
     block_size: int = 2048
     threads: int | None = None
@@ -135,7 +136,7 @@ def _context(job: BlockJob) -> _Context:
             net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads))
             with open_raster(job.input) as ds:
                 grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size)
-                gain, offset = normalisation(ds, net.card)
+                gain, offset = normalisation(ds, net.card, job.value_range)
             _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
             _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
         return _CONTEXTS[key]

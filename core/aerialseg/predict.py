@@ -60,6 +60,7 @@ def classify(
     batch_size: int | None = None,
     tta: str = "none",
     resample: bool = True,
+    value_range: float | None = None,
     confidence: str | Path | None = None,
     overwrite: bool = False,
     block_size: int = 2048,
@@ -81,6 +82,8 @@ def classify(
             8 on a GPU).
         tta: test-time augmentation: "none", "flip" (4 flips) or "d4" (flips and rotations, 8x).
         resample: resample the input to the model's ground resolution (True) or use it as it is.
+        value_range: the input value meaning full brightness (0..value_range becomes the model's range);
+            default: decided from the data type and the data (uint8 as it is, float 0..1 as reflectance).
         confidence: optional path of a per-pixel confidence raster (uint8 percent).
         overwrite: replace existing outputs.
         block_size: working-grid pixels finished together (bounds memory).
@@ -97,6 +100,8 @@ def classify(
         raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, got '{tta}'")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
+    if value_range is not None and not (math.isfinite(value_range) and value_range > 0):
+        raise InputError(f"value range (--value-range) must be a positive number, got {value_range}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
@@ -106,7 +111,8 @@ def classify(
         from aerialseg.distributed import classify_on_cluster
 
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                   "tta": tta, "resample": resample, "block_size": block_size, "threads": threads}
+                   "tta": tta, "resample": resample, "value_range": value_range, "block_size": block_size,
+                   "threads": threads}
         return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
                                    should_cancel or (lambda: False))
     started = time.perf_counter()
@@ -114,7 +120,7 @@ def classify(
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
         check_bands(ds, net.card, input)
         grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size)
-        gain, offset = normalisation(ds, net.card)
+        gain, offset = normalisation(ds, net.card, value_range)
         spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
                    confidence=conf is not None, spill_dir=spills)

@@ -31,11 +31,14 @@ from rasterio.windows import Window
 
 from aerialseg import style
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
-from aerialseg.errors import OutputError, RasterError, first_line
+from aerialseg.errors import InputError, OutputError, RasterError, first_line
 
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
 RESAMPLE_TOLERANCE = 0.02  # ground resolutions within 2% of the model's are used as they are
+MAX_UPSAMPLING = 4.0  # coarser inputs are refused: the model would see blurred, invented detail
+LARGE_DOWNSAMPLING = 10.0  # finer inputs than this are shrunk with a warning
+MAX_AUTO_VALUE = 1e6  # float data beyond this has no range we can guess
 _GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name, not a path
 
 
@@ -146,28 +149,55 @@ def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
         )
 
 
-def normalisation(ds: Any, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+def normalisation(ds: Any, card: ModelCard, value_range: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-band gain and offset turning raw values into normalised model input.
 
-    Values are used as they are when they fit the card's ``scale`` (e.g. uint8 for a 0-255 model).
-    Wider data (uint16 with values above the scale) is stretched linearly from its 0.5-99.5 percentiles,
-    estimated on a decimated read, onto ``0..scale`` first, with a log line saying so.
+    ``value_range``: the raw value that means full brightness (values 0..value_range become the model's
+    0..scale); None decides from the data type and the data (see :func:`_raw_range`).
     """
     bands = [data_bands(ds)[b - 1] for b in card.bands]
-    lo = np.zeros(len(bands))
-    hi = np.full(len(bands), card.scale)
-    if np.dtype(ds.dtypes[bands[0] - 1]) != np.uint8:
-        sample = _decimated(ds, bands)
-        if sample.size and float(sample.max()) > card.scale * 1.001:
-            lo = np.percentile(sample, 0.5, axis=1)
-            hi = np.maximum(np.percentile(sample, 99.5, axis=1), lo + 1)
-            log.info("values exceed the model's range 0..%g: stretching bands from %s to %s",
-                     card.scale, np.round(lo, 1).tolist(), np.round(hi, 1).tolist())
+    if value_range is not None:
+        lo, hi = np.zeros(len(bands)), np.full(len(bands), float(value_range))
+        log.info("value range: 0..%g as given (--value-range)", value_range)
+    else:
+        lo, hi = _raw_range(ds, bands, card)
     span = (hi - lo) / card.scale  # raw units per model unit
     std, mean = np.asarray(card.std), np.asarray(card.mean)
     gain = 1.0 / (span * card.scale * std)
     offset = -lo * gain - mean / std
     return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def _raw_range(ds: Any, bands: list[int], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Raw values (per band) meaning black and full brightness, from the data type and the data.
+
+    uint8, and other data within the card's ``0..scale``, is used as it is; float data within 0..1 (but
+    for 0.5 % of brighter values) is reflectance (scale 1); wider data (uint16, ...) is stretched from its
+    0.5-99.5 percentiles. All is estimated on a decimated read. Float data beyond +-MAX_AUTO_VALUE is
+    refused: the user must say its range.
+    """
+    lo, hi = np.zeros(len(bands)), np.full(len(bands), card.scale)
+    dtype = np.dtype(ds.dtypes[bands[0] - 1])
+    if dtype == np.uint8:
+        return lo, hi
+    sample = _decimated(ds, bands)
+    if not sample.size:
+        return lo, hi
+    low, high = float(sample.min()), float(sample.max())
+    if dtype.kind == "f" and max(-low, high) > MAX_AUTO_VALUE:
+        raise InputError(f"{ds.name} holds values from {low:g} to {high:g}, outside any range the model knows; "
+                         "say which value is full brightness with --value-range MAX (value_range=MAX)")
+    if dtype.kind == "f" and card.scale > 1 and np.percentile(sample, 99.5) <= 1.0:  # a few bright outliers
+        log.info("value range: float values within 0..1, read as reflectance 0..1 (--value-range sets another)")
+        return lo, np.ones(len(bands))
+    if high <= card.scale * 1.001:
+        log.info("value range: %s values within 0..%g, used as they are", dtype.name, card.scale)
+        return lo, hi
+    lo = np.percentile(sample, 0.5, axis=1)
+    hi = np.maximum(np.percentile(sample, 99.5, axis=1), lo + 1)
+    log.info("value range: values exceed the model's 0..%g: stretching bands from %s to %s "
+             "(--value-range sets a fixed range)", card.scale, np.round(lo, 1).tolist(), np.round(hi, 1).tolist())
+    return lo, hi
 
 
 def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
@@ -179,7 +209,14 @@ def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
         valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name}: {first_line(e)}; the file may be corrupt") from None
-    return data[:, valid]
+    return data[:, valid & finite_pixels(data)]
+
+
+def finite_pixels(data: np.ndarray) -> np.ndarray:
+    """Pixels of (bands, rows, cols) data whose values are all finite (+-inf and NaN are nodata)."""
+    if data.dtype.kind != "f":
+        return np.ones(data.shape[1:], bool)
+    return np.isfinite(data).all(axis=0)
 
 
 class TileReader:
@@ -213,7 +250,10 @@ class TileReader:
         except RasterioError as e:
             raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {first_line(e)}; "
                               "the file may be corrupt") from None
-        image = raw.astype(np.float32) * self.gain + self.offset
+        valid &= finite_pixels(raw)
+        image = raw.astype(np.float32)
+        image[:, ~valid] = 0.0  # no inf - inf (and no numpy warning) on the way
+        image = image * self.gain + self.offset
         image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
         pad = ((0, size - h), (0, size - w))
         if pad != ((0, 0), (0, 0)):
@@ -226,9 +266,12 @@ class TileReader:
 
 
 def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
-    """Boolean validity (not nodata, not transparent) of a window of the input grid."""
+    """Boolean validity (not nodata, not transparent, finite values) of a window of the input grid."""
     try:
-        return ds.dataset_mask(window=window) > 0
+        valid = ds.dataset_mask(window=window) > 0
+        if any(np.dtype(d).kind == "f" for d in ds.dtypes):
+            valid &= finite_pixels(ds.read(data_bands(ds), window=window))
+        return valid
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name} at {window}: {first_line(e)}; the file may be corrupt") from None
 
