@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -259,6 +260,26 @@ def test_evaluate_refuses_a_photo_or_a_reference_without_class_ids_and_a_bad_blo
     assert runs["good"].returncode == 0, runs["good"].stderr
 
 
+# ---------------------------------------------------------------- 6. ground resolution extremes
+
+
+def test_much_coarser_inputs_are_refused_and_much_finer_ones_are_reported(tmp_path):
+    model = write_colour_model(tmp_path / "two_metre.onnx", colour_card(name="two-metre", gsd_m=2.0))
+    coarse = write_at(tmp_path / "landsat.tif", SCENE, 30.0)
+    fine = write_at(tmp_path / "drone.tif", scene(300, 500), 0.02)
+    runs = run_all({
+        "coarse": ["classify", coarse, tmp_path / "c.tif", "-m", model],
+        "coarse as it is": ["classify", coarse, tmp_path / "c2.tif", "-m", model, "--no-resample"],
+        "fine": ["classify", fine, tmp_path / "f.tif", "-m", model, "-v"],
+    })
+    assert_one_error_line(runs["coarse"], "landsat.tif", "30 m/px", "2 m/px", "--no-resample", "another model")
+    assert not (tmp_path / "c.tif").exists()
+    assert runs["coarse as it is"].returncode == 0, runs["coarse as it is"].stderr
+    assert runs["fine"].returncode == 0, runs["fine"].stderr
+    assert "downsampled 100x" in runs["fine"].stderr
+    assert read_band(tmp_path / "f.tif").shape == (300, 500)
+
+
 # ---------------------------------------------------------------- 7. option ranges and usage errors
 
 
@@ -280,6 +301,52 @@ def test_absurd_options_give_one_usage_line_naming_the_option(tmp_path, colour_m
     scheduler = cli("classify", rgb, tmp_path / "g.tif", "-m", colour_model, "--scheduler", "not-a-url")
     assert_one_error_line(scheduler, "--scheduler not-a-url", "tcp://host:8786")  # checked by Dask: status 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.tif"]
+
+
+# ---------------------------------------------------------------- 8. tiny rasters and unusual paths
+
+
+def test_tiny_rasters_vsizip_paths_missing_vrt_sources_and_link_loops(tmp_path, colour_model):
+    two_metre = write_colour_model(tmp_path / "two_metre.onnx", colour_card(name="two-metre", gsd_m=2.0))
+    jobs: dict[str, list] = {}
+    for n in (1, 2, 3):
+        for metres, model in ((0.5, two_metre), (0.2, two_metre), (1.0, colour_model)):
+            tif = write_at(tmp_path / f"t{n}_{metres}.tif", scene(n, n, seed=n), metres)
+            jobs[f"{n}x{n} at {metres} m"] = ["classify", tif, tmp_path / f"lc_{tif.name}", "-m", model]
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        z.write(write_raster(tmp_path / "zipped.tif", SCENE), "f.tif")
+    jobs["vsizip"] = ["classify", f"/vsizip//{tmp_path}/photos.zip/f.tif".replace("///", "//"), tmp_path / "z.tif",
+                      "-m", colour_model]
+    source = write_raster(tmp_path / "source.tif", SCENE)
+    (tmp_path / "mosaic.vrt").write_text(_vrt(source))
+    source.unlink()
+    jobs["vrt"] = ["classify", tmp_path / "mosaic.vrt", tmp_path / "v.tif", "-m", colour_model]
+    (tmp_path / "loop_a.tif").symlink_to(tmp_path / "loop_b.tif")
+    (tmp_path / "loop_b.tif").symlink_to(tmp_path / "loop_a.tif")
+    jobs["loop"] = ["classify", tmp_path / "loop_a.tif", tmp_path / "l.tif", "-m", colour_model]
+    runs = run_all(jobs)
+    for n in (1, 2, 3):
+        for metres in (0.5, 0.2, 1.0):
+            r = runs[f"{n}x{n} at {metres} m"]
+            assert r.returncode == 0, (n, metres, r.stderr)
+            out = read_band(tmp_path / f"lc_t{n}_{metres}.tif")
+            assert out.shape == (n, n) and (out != 255).all()
+    assert runs["vsizip"].returncode == 0, runs["vsizip"].stderr
+    np.testing.assert_array_equal(read_band(tmp_path / "z.tif"), expected_classes(SCENE))
+    assert_one_error_line(runs["vrt"], "mosaic.vrt", "source.tif", "does not exist")
+    assert_one_error_line(runs["loop"], "loop_a.tif", "link")
+    assert not any((tmp_path / f).exists() for f in ("v.tif", "l.tif"))
+
+
+def _vrt(source: Path) -> str:
+    """A VRT of the three bands of ``source`` (written by hand, as any tool would)."""
+    with rasterio.open(source) as ds:
+        t, w, h = ds.transform, ds.width, ds.height
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">{source}'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>" for b in (1, 2, 3))
+    return (f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>EPSG:32633</SRS>'
+            f"<GeoTransform>{t.c}, {t.a}, 0, {t.f}, 0, {t.e}</GeoTransform>{bands}</VRTDataset>")
 
 
 # ---------------------------------------------------------------- 9. what stderr holds

@@ -44,11 +44,14 @@ _GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open a raster for reading, turning GDAL's failures into one clear RasterError."""
-    if _GDAL_NAME.match(str(path)):  # e.g. GPKG:file.gpkg:layer, NETCDF:"f.nc":var: GDAL decides
+    if _GDAL_NAME.match(str(path)) or str(path).startswith("/vsi"):  # GDAL decides; keep "/vsizip//abs/..."
         path = str(path)  # type: ignore[assignment]
     else:
         path = Path(path)
-        if not str(path).startswith("/vsi") and not path.exists():
+        if path.is_symlink() and not path.exists():
+            raise RasterError(f"input {path} is a symbolic link that leads nowhere (broken, or a link loop); "
+                              "point it at a raster")
+        if not path.exists():
             raise RasterError(f"input raster not found: {path}")
     if isinstance(path, Path) and path.is_dir():
         raise RasterError(f"{path} is a folder; expected a raster file")
@@ -59,7 +62,18 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise RasterError(f"{path} is empty ({ds.width} x {ds.height} px, {ds.count} bands)")
+    _check_vrt_sources(ds, path)
     return ds
+
+
+def _check_vrt_sources(ds: rasterio.DatasetReader, path: str | Path) -> None:
+    """Raise RasterError, naming the file, if a VRT refers to a source file that does not exist."""
+    if ds.driver != "VRT":
+        return
+    missing = [f for f in ds.files[1:] if not f.startswith("/vsi") and not _GDAL_NAME.match(f) and not Path(f).exists()]
+    if missing:
+        ds.close()
+        raise RasterError(f"{path} refers to {missing[0]}, which does not exist; restore it or rebuild the VRT")
 
 
 def data_bands(ds: rasterio.DatasetReader) -> list[int]:
@@ -132,10 +146,28 @@ def working_grid(ds: Any, card: ModelCard, resample: bool = True) -> WorkingGrid
     sx, sy = ground[0] / card.gsd_m, ground[1] / card.gsd_m
     if abs(sx - 1) <= RESAMPLE_TOLERANCE and abs(sy - 1) <= RESAMPLE_TOLERANCE:
         return native
+    _check_scale(ds, card, ground, max(sx, sy))
+    # A raster smaller than one model pixel becomes exactly one working pixel (its centre must lie on the data).
+    sx, sy = max(sx, 1 / ds.width), max(sy, 1 / ds.height)
     width, height = max(1, math.ceil(ds.width * sx)), max(1, math.ceil(ds.height * sy))
     log.info("resampling: input %.3f x %.3f m/px -> model %.3f m/px (%d x %d -> %d x %d px)",
              ground[0], ground[1], card.gsd_m, ds.width, ds.height, width, height)
     return WorkingGrid(width, height, ds.transform @ Affine.scale(1 / sx, 1 / sy), sx, sy)
+
+
+def _check_scale(ds: Any, card: ModelCard, ground: tuple[float, float], factor: float) -> None:
+    """Refuse upsampling by more than MAX_UPSAMPLING; say so when an input is shrunk more than 10x."""
+    name = getattr(ds, "name", "input")
+    if factor > MAX_UPSAMPLING:
+        raise RasterError(
+            f"{name} is {max(ground):.3g} m/px but model '{card.name}' works at {card.gsd_m:g} m/px: it would be "
+            f"upsampled {factor:.0f}x (at most {MAX_UPSAMPLING:g}x); use another model, made for coarser imagery, or "
+            "--no-resample (resample=False) to run the model on the input's own pixels"
+        )
+    if factor < 1 / LARGE_DOWNSAMPLING:
+        log.warning("%s is %.3g m/px: downsampled %.0fx to the %g m/px of model '%s' (fine detail is lost; "
+                    "a model for finer imagery, or --no-resample, keeps it)", name, min(ground), 1 / factor,
+                    card.gsd_m, card.name)
 
 
 def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
@@ -283,7 +315,7 @@ def style_files(raster: Path) -> tuple[Path, Path]:
 
 def check_style_files(outputs: list[Path], input: str | Path, overwrite: bool) -> None:
     """Refuse outputs whose style sidecars would replace the input's, each other's, or existing files."""
-    src = Path(input).expanduser().resolve() if not _GDAL_NAME.match(str(input)) else None
+    src = _resolved(input) if not _GDAL_NAME.match(str(input)) else None
     taken = set(style_files(src)) if src else set()
     for out in outputs:
         for side in style_files(out):
@@ -295,11 +327,16 @@ def check_style_files(outputs: list[Path], input: str | Path, overwrite: bool) -
             taken.add(side)
 
 
+def _resolved(path: str | Path) -> Path:
+    """The absolute path with links followed as far as they go (a link loop is no error here)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
     """Validate an output path before any work starts; return it resolved."""
-    out = Path(output).expanduser().resolve()
+    out = _resolved(output)
     for item in inputs:
-        if Path(item).expanduser().resolve() == out:
+        if _resolved(item) == out:
             raise OutputError(f"output {output} is the input file; choose another output path")
     if out.is_dir():
         raise OutputError(f"output {output} is a folder; give a file name such as {Path(output) / 'landcover.tif'}")
