@@ -148,6 +148,25 @@ def test_a_model_returning_nan_fails_naming_the_model_and_writes_no_map(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.onnx", "rgb.tif"]
 
 
+def test_a_checkpoint_with_nan_weights_fails_naming_the_model_and_writes_no_map(tmp_path):
+    import torch
+
+    from aerialseg.nets import build_model, save_checkpoint
+
+    arch = {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "in_channels": 3, "classes": 3,
+            "decoder_channels": [16, 8, 8]}
+    net = build_model(arch)
+    with torch.no_grad():
+        for param in net.parameters():
+            param.fill_(float("nan"))
+    card = colour_card(name="nan-net", tile_size=64, overlap=16, output="logits").to_dict()
+    save_checkpoint(tmp_path / "nan.pt", {"arch": arch, "card": card, "state_dict": net.state_dict()})
+    rgb = write_raster(tmp_path / "rgb.tif", SCENE)
+    r = cli("classify", rgb, tmp_path / "lc.tif", "-m", tmp_path / "nan.pt", "--device", "cpu")
+    assert_one_error_line(r, "model 'nan-net'", "NaN")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt", "rgb.tif"]
+
+
 # ---------------------------------------------------------------- 3. value range
 
 
