@@ -196,7 +196,7 @@ def test_classify_a_real_rgba_orthophoto_with_confidence(tmp_path, inputs):
     """The real RD New orthophoto (RGB + alpha), default progress mode, model given as a path."""
     before = _md5(NL_RGBA)
     out, conf = tmp_path / "lc.tif", tmp_path / "conf.tif"
-    r = _cli("classify", NL_RGBA, out, "-m", inputs["colour"], "--confidence", conf, "--device", "cpu")
+    r = _cli("classify", NL_RGBA, out, "-m", inputs["colour"], "--confidence", conf, "--device", "cpu", "-v")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and "Traceback" not in r.stderr and "classified" in r.stderr
     with rasterio.open(NL_RGBA) as src, rasterio.open(out) as dst:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from aerialseg.errors import ModelError
 
 CARD_KEY = "aerialseg_card"
 NODATA_CLASS = 255  # class value written where the input has no data
+MIN_TILE, MAX_TILE = 16, 4096  # sensible model tile sides, px
 _HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 # Colours for models that bring none (Deepness models): distinct, readable on a map.
 FALLBACK_COLOURS = (
@@ -168,16 +170,25 @@ def _validate(card: ModelCard) -> None:
         raise ModelError(f"bands must be 1-based band numbers, got {list(card.bands)}")
     if len(card.mean) != len(card.bands) or len(card.std) != len(card.bands):
         raise ModelError(f"mean and std need one value per band ({len(card.bands)})")
+    infinite = [k for k in ("mean", "std", "scale", "gsd_m") if not all(map(math.isfinite, _numbers(card, k)))]
+    if infinite:
+        raise ModelError(f"{', '.join(infinite)} must be finite numbers (no NaN or Infinity)")
     if any(s <= 0 for s in card.std) or card.scale <= 0:
-        raise ModelError("std and scale must be positive")
+        raise ModelError(f"std and scale must be positive, got std {list(card.std)} and scale {card.scale}")
     if card.gsd_m is not None and not card.gsd_m > 0:
         raise ModelError(f"gsd_m must be positive metres per pixel, got {card.gsd_m}")
-    if card.tile_size < 16 or not 0 <= card.overlap <= card.tile_size // 2:
-        raise ModelError(
-            f"tile_size must be >= 16 and overlap between 0 and tile_size/2, got {card.tile_size}/{card.overlap}"
-        )
+    if not MIN_TILE <= card.tile_size <= MAX_TILE:
+        raise ModelError(f"tile_size must be >= {MIN_TILE} and <= {MAX_TILE} px, got {card.tile_size}")
+    if not 0 <= card.overlap <= card.tile_size // 2:
+        raise ModelError(f"field overlap must be an overlap between 0 and tile_size/2 ({card.tile_size // 2}) px, "
+                         f"got {card.overlap}")
     if card.output not in ("probabilities", "logits"):
         raise ModelError(f"output must be 'probabilities' or 'logits', got {card.output!r}")
+
+
+def _numbers(card: ModelCard, key: str) -> tuple[float, ...]:
+    value = getattr(card, key)
+    return () if value is None else tuple(value) if isinstance(value, tuple) else (value,)
 
 
 def _validate_types(card: ModelCard) -> None:
@@ -227,8 +238,10 @@ def _from_deepness(meta: Mapping[str, str], source: str, n_channels: int | None)
             overlap=min(tile // 2, round(tile * float(values.get("tiles_overlap", 15)) / 100)),
             description="Deepness model",
         )
-    except ModelError:
-        raise
+    except ModelError as e:
+        if str(e).startswith(source):
+            raise
+        raise ModelError(f"invalid Deepness metadata in {source}: {e}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ModelError(f"invalid Deepness metadata in {source}: {e!r}") from None
 

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -19,9 +20,10 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aerialseg._version import __version__
+from aerialseg.card import MAX_TILE, MIN_TILE
 from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError
 
 if TYPE_CHECKING:
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
-    reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False))
+    reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False),
+                        quiet=args.command != "train")  # train's log is its per-epoch report
     for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
         signal.signal(signum, _raise_interrupt)
     try:
@@ -78,7 +81,8 @@ def _ignore_signals() -> None:
 class Reporter:
     """Progress, logs and results for one run: a tqdm bar, JSON lines, or nothing."""
 
-    def __init__(self, mode: str, verbose: bool = False) -> None:
+    def __init__(self, mode: str, verbose: bool = False, quiet: bool = False) -> None:
+        """``quiet``: without ``verbose``, stderr gets warnings and errors only (JSON lines keep info)."""
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "none"
         self.mode, self._stage, self._started = mode, "", time.monotonic()
@@ -86,7 +90,8 @@ class Reporter:
         handler = _JsonLogHandler(self) if mode == "json" else _TqdmLogHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.handlers[:] = [handler]
-        log.setLevel(logging.DEBUG if verbose else logging.INFO)
+        quiet = quiet and mode != "json"
+        log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
         log.propagate = False
 
     def progress(self, stage: str, unit: str) -> Callable[[int, int], None]:
@@ -354,8 +359,9 @@ def _choose_model(args: argparse.Namespace, inputs: list[Path] | None) -> None:
 
 def _classify_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "tile_size": args.tile_size, "overlap": args.overlap,
-            "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample, "threads": args.threads,
-            "precision": args.precision, "input_gsd": args.input_gsd, "output_grid": args.output_grid}
+            "batch_size": args.batch_size, "tta": args.tta, "resample": not args.no_resample,
+            "value_range": args.value_range, "threads": args.threads, "precision": args.precision,
+            "input_gsd": args.input_gsd, "output_grid": args.output_grid}
 
 
 def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,9 +378,44 @@ def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the option, with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"aerialseg: error: {message}; see '{self.prog} --help'\n")
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (no upper bound if None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            limit = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"expected a whole number {limit}, got {text!r}")
+        return value
+    return parse
+
+
+def float_range(low: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number at least ``low`` (above it if not ``inclusive``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (not inclusive and value == low):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if inclusive else '>'} {low:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The argument parser; mounted subcommands are only imported when selected."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="aerialseg", description="Land-cover mapping from aerial and satellite imagery.",
         epilog="Run 'aerialseg COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"aerialseg {__version__}")
@@ -444,13 +485,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-grid", choices=("input", "working"), default="input",
                    help="the class raster on the input's grid, or on the model's coarser working grid (same ground, "
                         "fewer pixels, faster; for inputs finer than the model)")
-    p.add_argument("--tile-size", type=int, help="model input tile in pixels (default: the model card's)")
-    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: the model card's)")
-    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--tile-size", type=int_range(MIN_TILE, MAX_TILE),
+                   help=f"model input tile in pixels, {MIN_TILE}-{MAX_TILE} (default: the model card's)")
+    p.add_argument("--overlap", type=int_range(0, MAX_TILE // 2),
+                   help="pixels shared by neighbouring tiles, at most half a tile (default: the model card's)")
+    p.add_argument("--batch-size", type=int_range(1, 4096),
+                   help="tiles per model call (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
                    help="test-time augmentation: flips (4x) or flips and rotations (8x); slower, smoother")
     p.add_argument("--no-resample", action="store_true",
                    help="use the input at its own resolution instead of the model's ground resolution")
+    p.add_argument("--value-range", type=float_range(0, inclusive=False), metavar="MAX",
+                   help="input value meaning full brightness, e.g. 255, 1 (reflectance) or 10000 (default: from "
+                        "the data type and the data: uint8 as it is, float within 0..1 as reflectance, wider "
+                        "data stretched)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores, shared by workers)")
     p.add_argument("--workers", type=int, help="run on a local Dask cluster of this many worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this scheduler (tcp://host:8786)")
@@ -458,8 +506,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_vector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names or ids (default: building,road,water)")
-    p.add_argument("--min-area", type=float, help="drop polygons smaller than this many square metres")
-    p.add_argument("--simplify", type=float, help="simplification tolerance in metres")
+    p.add_argument("--min-area", type=float_range(0), help="drop polygons smaller than this many square metres")
+    p.add_argument("--simplify", type=float_range(0), help="simplification tolerance in metres")
     p.add_argument("--regularize", action=argparse.BooleanOptionalAction, default=None,
                    help="square building outlines to right angles (map: on by default for models finer than 0.5 m)")
 

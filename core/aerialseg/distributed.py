@@ -71,6 +71,7 @@ class BlockJob:
     batch_size: int | None = None
     tta: str = "none"
     resample: bool = True
+    value_range: float | None = None
     confidence: bool = False
     block_size: int = 2048
     threads: int | None = None
@@ -138,7 +139,7 @@ def _context(job: BlockJob) -> _Context:
             with open_raster(job.input) as ds:
                 grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size,
                                         job.input_gsd)
-                gain, offset = normalisation(ds, net.card)
+                gain, offset = normalisation(ds, net.card, job.value_range)
             _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
             _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
         return _CONTEXTS[key]
@@ -466,6 +467,9 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
             client = Client(scheduler, timeout=15)
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(e)}") from None
+        except ValueError as e:  # not an address at all
+            raise InputError(f"--scheduler {scheduler} is not a Dask scheduler address ({first_line(e)}); "
+                             "give one like tcp://host:8786") from None
         try:
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         except (OSError, TimeoutError):

@@ -56,6 +56,13 @@ def _check_grids(pred: rasterio.io.DatasetReader, ref: rasterio.io.DatasetReader
         )
 
 
+def _check_reference_bands(ref: rasterio.io.DatasetReader, colours: Sequence[presets.RGB] | None) -> None:
+    """A reference of class ids has one band; several bands is a photo or colours (--colour-reference)."""
+    if colours is None and ref.count > 1:
+        raise InputError(f"reference {ref.name} has {ref.count} bands (a photo, or colours?); give a one-band "
+                         "raster of class ids, or pass --colour-reference for a colour-coded reference")
+
+
 def _windows(height: int, width: int, block: int) -> Iterator[Window]:
     for row in range(0, height, block):
         for col in range(0, width, block):
@@ -99,11 +106,14 @@ def evaluate(
         RasterError: a raster cannot be read.
     """
     k = len(class_names)
+    if block < 1:
+        raise InputError(f"--block must be a positive number of pixels, got {block}")
     if reference_colours is not None and len(reference_colours) != k:
         raise InputError(f"{len(reference_colours)} reference colours for {k} classes; give one colour per class")
     cm = np.zeros((k, k), np.int64)
     with _open(prediction) as pred, _open(reference) as ref:
         _check_grids(pred, ref)
+        _check_reference_bands(ref, reference_colours)
         palette = presets.palette_table(ref) if reference_colours is not None and ref.count == 1 else None
         windows = list(_windows(pred.height, pred.width, block))
         for i, window in enumerate(windows):
@@ -115,6 +125,10 @@ def evaluate(
             cm += confusion_matrix(r, np.where(p == NODATA_CLASS, -1, p), k)
             if on_progress is not None:
                 on_progress(100.0 * (i + 1) / len(windows))
+    if cm.sum() == 0:
+        raise InputError(f"no pixel to score: {reference} holds no class id 0..{k - 1} where {prediction} has a "
+                         "class; give a reference of class ids (or --colour-reference for colours) and the "
+                         "classes of the model (--classes)")
     result = scores(cm, class_names)
     result.update(prediction=str(prediction), reference=str(reference))
     return result

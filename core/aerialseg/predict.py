@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from rasterio.windows import Window
 
-from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.card import MAX_TILE, MIN_TILE, NODATA_CLASS, ModelCard
 from aerialseg.choose import AUTO, resolve_auto
 from aerialseg.errors import Cancelled, InputError, RasterError
 from aerialseg.raster import (
@@ -64,6 +64,7 @@ def classify(
     batch_size: int | None = None,
     tta: str = "none",
     resample: bool = True,
+    value_range: float | None = None,
     confidence: str | Path | None = None,
     overwrite: bool = False,
     block_size: int = 2048,
@@ -89,6 +90,8 @@ def classify(
             8 on a GPU).
         tta: test-time augmentation: "none", "flip" (4 flips) or "d4" (flips and rotations, 8x).
         resample: resample the input to the model's ground resolution (True) or use it as it is.
+        value_range: the input value meaning full brightness (0..value_range becomes the model's range);
+            default: decided from the data type and the data (uint8 as it is, float 0..1 as reflectance).
         confidence: optional path of a per-pixel confidence raster (uint8 percent).
         overwrite: replace existing outputs.
         block_size: working-grid pixels finished together (bounds memory).
@@ -111,6 +114,8 @@ def classify(
         raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, got '{tta}'")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
+    if value_range is not None and not (math.isfinite(value_range) and value_range > 0):
+        raise InputError(f"value range (--value-range) must be a positive number, got {value_range}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
@@ -126,8 +131,8 @@ def classify(
         from aerialseg.distributed import classify_on_cluster
 
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                   "tta": tta, "resample": resample, "block_size": block_size, "threads": threads,
-                   "precision": precision, "input_gsd": input_gsd}
+                   "tta": tta, "resample": resample, "value_range": value_range, "block_size": block_size,
+                   "threads": threads, "precision": precision, "input_gsd": input_gsd}
         return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
                                    should_cancel or (lambda: False))
     started = time.perf_counter()
@@ -135,7 +140,7 @@ def classify(
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads, precision)
         check_bands(ds, net.card, input)
         grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size, input_gsd)
-        gain, offset = normalisation(ds, net.card)
+        gain, offset = normalisation(ds, net.card, value_range)
         spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
                    confidence=conf is not None, spill_dir=spills)
@@ -167,8 +172,8 @@ def plan_grid(ds: Any, card: ModelCard, tile_size: int | None, overlap: int | No
 def _tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:
     """Tile size and overlap from the card or the user, checked."""
     tile = card_tile if tile is None else tile
-    if tile < 16 or tile % 16:
-        raise InputError(f"tile size must be a multiple of 16 and at least 16, got {tile}")
+    if not MIN_TILE <= tile <= MAX_TILE or tile % 16:
+        raise InputError(f"tile size must be a multiple of 16 from {MIN_TILE} to {MAX_TILE}, got {tile}")
     ov = card_overlap if overlap is None else overlap
     if overlap is None and tile != card_tile:  # keep the card's overlap ratio
         ov = round(card_overlap * tile / card_tile)

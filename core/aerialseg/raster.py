@@ -36,16 +36,22 @@ from aerialseg.errors import InputError, OutputError, RasterError, first_line
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
 RESAMPLE_TOLERANCE = 0.02  # ground resolutions within 2% of the model's are used as they are
+MAX_UPSAMPLING = 4.0  # coarser inputs are refused: the model would see blurred, invented detail
+LARGE_DOWNSAMPLING = 10.0  # finer inputs than this are shrunk with a warning
+MAX_AUTO_VALUE = 1e6  # float data beyond this has no range we can guess
 _GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name, not a path
 
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open a raster for reading, turning GDAL's failures into one clear RasterError."""
-    if _GDAL_NAME.match(str(path)):  # e.g. GPKG:file.gpkg:layer, NETCDF:"f.nc":var: GDAL decides
+    if _GDAL_NAME.match(str(path)) or str(path).startswith("/vsi"):  # GDAL decides; keep "/vsizip//abs/..."
         path = str(path)  # type: ignore[assignment]
     else:
         path = Path(path)
-        if not str(path).startswith("/vsi") and not path.exists():
+        if path.is_symlink() and not path.exists():
+            raise RasterError(f"input {path} is a symbolic link that leads nowhere (broken, or a link loop); "
+                              "point it at a raster")
+        if not path.exists():
             raise RasterError(f"input raster not found: {path}")
     if isinstance(path, Path) and path.is_dir():
         raise RasterError(f"{path} is a folder; expected a raster file")
@@ -56,7 +62,18 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise RasterError(f"{path} is empty ({ds.width} x {ds.height} px, {ds.count} bands)")
+    _check_vrt_sources(ds, path)
     return ds
+
+
+def _check_vrt_sources(ds: rasterio.DatasetReader, path: str | Path) -> None:
+    """Raise RasterError, naming the file, if a VRT refers to a source file that does not exist."""
+    if ds.driver != "VRT":
+        return
+    missing = [f for f in ds.files[1:] if not f.startswith("/vsi") and not _GDAL_NAME.match(f) and not Path(f).exists()]
+    if missing:
+        ds.close()
+        raise RasterError(f"{path} refers to {missing[0]}, which does not exist; restore it or rebuild the VRT")
 
 
 def data_bands(ds: rasterio.DatasetReader) -> list[int]:
@@ -140,10 +157,28 @@ def working_grid(ds: Any, card: ModelCard, resample: bool = True, input_gsd: flo
     sx, sy = ground[0] / card.gsd_m, ground[1] / card.gsd_m
     if abs(sx - 1) <= RESAMPLE_TOLERANCE and abs(sy - 1) <= RESAMPLE_TOLERANCE:
         return native
+    _check_scale(ds, card, ground, max(sx, sy))
+    # A raster smaller than one model pixel becomes exactly one working pixel (its centre must lie on the data).
+    sx, sy = max(sx, 1 / ds.width), max(sy, 1 / ds.height)
     width, height = max(1, math.ceil(ds.width * sx)), max(1, math.ceil(ds.height * sy))
     log.info("resampling: input %.3f x %.3f m/px -> model %.3f m/px (%d x %d -> %d x %d px)",
              ground[0], ground[1], card.gsd_m, ds.width, ds.height, width, height)
     return WorkingGrid(width, height, ds.transform @ Affine.scale(1 / sx, 1 / sy), sx, sy)
+
+
+def _check_scale(ds: Any, card: ModelCard, ground: tuple[float, float], factor: float) -> None:
+    """Refuse upsampling by more than MAX_UPSAMPLING; say so when an input is shrunk more than 10x."""
+    name = getattr(ds, "name", "input")
+    if factor > MAX_UPSAMPLING:
+        raise RasterError(
+            f"{name} is {max(ground):.3g} m/px but model '{card.name}' works at {card.gsd_m:g} m/px: it would be "
+            f"upsampled {factor:.0f}x (at most {MAX_UPSAMPLING:g}x); use another model, made for coarser imagery, or "
+            "--no-resample (resample=False) to run the model on the input's own pixels"
+        )
+    if factor < 1 / LARGE_DOWNSAMPLING:
+        log.warning("%s is %.3g m/px: downsampled %.0fx to the %g m/px of model '%s' (fine detail is lost; "
+                    "a model for finer imagery, or --no-resample, keeps it)", name, min(ground), 1 / factor,
+                    card.gsd_m, card.name)
 
 
 def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
@@ -157,28 +192,55 @@ def check_bands(ds: Any, card: ModelCard, path: str | Path) -> None:
         )
 
 
-def normalisation(ds: Any, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+def normalisation(ds: Any, card: ModelCard, value_range: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-band gain and offset turning raw values into normalised model input.
 
-    Values are used as they are when they fit the card's ``scale`` (e.g. uint8 for a 0-255 model).
-    Wider data (uint16 with values above the scale) is stretched linearly from its 0.5-99.5 percentiles,
-    estimated on a decimated read, onto ``0..scale`` first, with a log line saying so.
+    ``value_range``: the raw value that means full brightness (values 0..value_range become the model's
+    0..scale); None decides from the data type and the data (see :func:`_raw_range`).
     """
     bands = [data_bands(ds)[b - 1] for b in card.bands]
-    lo = np.zeros(len(bands))
-    hi = np.full(len(bands), card.scale)
-    if np.dtype(ds.dtypes[bands[0] - 1]) != np.uint8:
-        sample = _decimated(ds, bands)
-        if sample.size and float(sample.max()) > card.scale * 1.001:
-            lo = np.percentile(sample, 0.5, axis=1)
-            hi = np.maximum(np.percentile(sample, 99.5, axis=1), lo + 1)
-            log.info("values exceed the model's range 0..%g: stretching bands from %s to %s",
-                     card.scale, np.round(lo, 1).tolist(), np.round(hi, 1).tolist())
+    if value_range is not None:
+        lo, hi = np.zeros(len(bands)), np.full(len(bands), float(value_range))
+        log.info("value range: 0..%g as given (--value-range)", value_range)
+    else:
+        lo, hi = _raw_range(ds, bands, card)
     span = (hi - lo) / card.scale  # raw units per model unit
     std, mean = np.asarray(card.std), np.asarray(card.mean)
     gain = 1.0 / (span * card.scale * std)
     offset = -lo * gain - mean / std
     return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def _raw_range(ds: Any, bands: list[int], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Raw values (per band) meaning black and full brightness, from the data type and the data.
+
+    uint8, and other data within the card's ``0..scale``, is used as it is; float data within 0..1 (but
+    for 0.5 % of brighter values) is reflectance (scale 1); wider data (uint16, ...) is stretched from its
+    0.5-99.5 percentiles. All is estimated on a decimated read. Float data beyond +-MAX_AUTO_VALUE is
+    refused: the user must say its range.
+    """
+    lo, hi = np.zeros(len(bands)), np.full(len(bands), card.scale)
+    dtype = np.dtype(ds.dtypes[bands[0] - 1])
+    if dtype == np.uint8:
+        return lo, hi
+    sample = _decimated(ds, bands)
+    if not sample.size:
+        return lo, hi
+    low, high = float(sample.min()), float(sample.max())
+    if dtype.kind == "f" and max(-low, high) > MAX_AUTO_VALUE:
+        raise InputError(f"{ds.name} holds values from {low:g} to {high:g}, outside any range the model knows; "
+                         "say which value is full brightness with --value-range MAX (value_range=MAX)")
+    if dtype.kind == "f" and card.scale > 1 and np.percentile(sample, 99.5) <= 1.0:  # a few bright outliers
+        log.info("value range: float values within 0..1, read as reflectance 0..1 (--value-range sets another)")
+        return lo, np.ones(len(bands))
+    if high <= card.scale * 1.001:
+        log.info("value range: %s values within 0..%g, used as they are", dtype.name, card.scale)
+        return lo, hi
+    lo = np.percentile(sample, 0.5, axis=1)
+    hi = np.maximum(np.percentile(sample, 99.5, axis=1), lo + 1)
+    log.info("value range: values exceed the model's 0..%g: stretching bands from %s to %s "
+             "(--value-range sets a fixed range)", card.scale, np.round(lo, 1).tolist(), np.round(hi, 1).tolist())
+    return lo, hi
 
 
 def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
@@ -190,7 +252,14 @@ def _decimated(ds: Any, bands: list[int], side: int = 1024) -> np.ndarray:
         valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name}: {first_line(e)}; the file may be corrupt") from None
-    return data[:, valid]
+    return data[:, valid & finite_pixels(data)]
+
+
+def finite_pixels(data: np.ndarray) -> np.ndarray:
+    """Pixels of (bands, rows, cols) data whose values are all finite (+-inf and NaN are nodata)."""
+    if data.dtype.kind != "f":
+        return np.ones(data.shape[1:], bool)
+    return np.isfinite(data).all(axis=0)
 
 
 _STRIP_BYTES = 16 << 20  # decoded input read at once: well within the 64 MB block cache, so no block is decoded twice
@@ -251,7 +320,10 @@ class TileReader:
         except RasterioError as e:
             raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {first_line(e)}; "
                               "the file may be corrupt") from None
-        image = raw.astype(np.float32) * self.gain + self.offset
+        valid &= finite_pixels(raw)
+        image = raw.astype(np.float32)
+        image[:, ~valid] = 0.0  # no inf - inf (and no numpy warning) on the way
+        image = image * self.gain + self.offset
         image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
         pad = ((0, size - h), (0, size - w))
         if pad != ((0, 0), (0, 0)):
@@ -306,9 +378,12 @@ def working_valid_mask(ds: Any, grid: WorkingGrid, window: Window) -> np.ndarray
 
 
 def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
-    """Boolean validity (not nodata, not transparent) of a window of the input grid."""
+    """Boolean validity (not nodata, not transparent, finite values) of a window of the input grid."""
     try:
-        return ds.dataset_mask(window=window) > 0
+        valid = ds.dataset_mask(window=window) > 0
+        if any(np.dtype(d).kind == "f" for d in ds.dtypes):
+            valid &= finite_pixels(ds.read(data_bands(ds), window=window))
+        return valid
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name} at {window}: {first_line(e)}; the file may be corrupt") from None
 
@@ -320,7 +395,7 @@ def style_files(raster: Path) -> tuple[Path, Path]:
 
 def check_style_files(outputs: list[Path], input: str | Path, overwrite: bool) -> None:
     """Refuse outputs whose style sidecars would replace the input's, each other's, or existing files."""
-    src = Path(input).expanduser().resolve() if not _GDAL_NAME.match(str(input)) else None
+    src = _resolved(input) if not _GDAL_NAME.match(str(input)) else None
     taken = set(style_files(src)) if src else set()
     for out in outputs:
         for side in style_files(out):
@@ -332,11 +407,16 @@ def check_style_files(outputs: list[Path], input: str | Path, overwrite: bool) -
             taken.add(side)
 
 
+def _resolved(path: str | Path) -> Path:
+    """The absolute path with links followed as far as they go (a link loop is no error here)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
     """Validate an output path before any work starts; return it resolved."""
-    out = Path(output).expanduser().resolve()
+    out = _resolved(output)
     for item in inputs:
-        if Path(item).expanduser().resolve() == out:
+        if _resolved(item) == out:
             raise OutputError(f"output {output} is the input file; choose another output path")
     if out.is_dir():
         raise OutputError(f"output {output} is a folder; give a file name such as {Path(output) / 'landcover.tif'}")

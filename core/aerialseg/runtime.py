@@ -295,11 +295,19 @@ def _as_probabilities(out: np.ndarray, card: ModelCard, in_shape: tuple[int, ...
     if out.shape != expected:
         raise ModelError(f"model output has shape {out.shape} for an input of {tuple(in_shape)}; expected "
                          f"{expected} (class probabilities at the input's size)")
+    check_finite(out, card)
     if card.output == "logits":
         out = np.exp(out - out.max(axis=1, keepdims=True))
         out /= out.sum(axis=1, keepdims=True)
         return out
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def check_finite(out: np.ndarray, card: ModelCard) -> None:
+    """Raise ModelError if a model's output holds NaN or infinity (broken weights): never a map of garbage."""
+    if not np.isfinite(out).all():
+        raise ModelError(f"model '{card.name}' returned NaN or infinite values (its weights are broken or it "
+                         "overflowed); nothing was written: re-export or retrain the model")
 
 
 class TorchModel:
@@ -334,5 +342,6 @@ class TorchModel:
         torch = self._torch
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.device == "cuda"):
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            probs = torch.softmax(self.net(x).float(), dim=1)
-        return probs.cpu().numpy()
+            probs = torch.softmax(self.net(x).float(), dim=1).cpu().numpy()
+        check_finite(probs, self.card)  # softmax turns infinite logits into NaN too
+        return probs

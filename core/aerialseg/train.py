@@ -15,7 +15,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import random
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -257,10 +259,52 @@ def train(
     should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run described by ``config``; returns the best validation scores and paths."""
+    check_config(config)
+    out = Path(config.out_dir)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # folders this run makes
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(config, out, on_progress, should_cancel)
+    except BaseException:
+        if created and not (out / "last.pt").exists():  # failed before its first epoch: leave no empty run
+            shutil.rmtree(created[-1], ignore_errors=True)
+        raise
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise InputError, naming the option, for settings no run can use (before anything is written)."""
+    counts = {"--epochs": config.epochs, "--batch-size": config.batch_size, "--chip": config.chip,
+              "--chips-per-epoch": config.chips_per_epoch, "--patience": config.patience,
+              "--val-tile": config.val_tile, "--threads": config.threads}
+    for option, value in counts.items():
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, got {value}")
+    if config.max_minutes is not None and not config.max_minutes >= 0:  # 0: stop after one epoch
+        raise InputError(f"--max-minutes must be 0 or more minutes, got {config.max_minutes}")
+    if not 0 < config.val_fraction < 1:
+        raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {config.val_fraction}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise InputError(f"--lr must be a positive number, got {config.lr}")
+    if Path(config.out_dir).exists() and not Path(config.out_dir).is_dir():
+        raise InputError(f"--out {config.out_dir} is a file; give a folder for the run (new, or a run to resume)")
+
+
+def _check_labels(counts: np.ndarray, config: TrainConfig, k: int) -> None:
+    """Refuse training data whose masks hold no pixel of any class (it would train on nothing)."""
+    if counts.sum() == 0:
+        where = config.masks or config.labels or config.data_root or config.images
+        raise InputError(f"the masks in {where} hold no pixel of the classes 0..{k - 1}: every value lies outside "
+                         "them; check the masks (class ids, or colours for the data set) and --class-names")
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    on_progress: Callable[[float, str], None] | None,
+    should_cancel: Callable[[], bool] | None,
+) -> dict[str, Any]:
     from aerialseg.training_io import run_epochs
 
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     if config.device == "cuda" and device != "cuda":
@@ -291,6 +335,7 @@ def train(
     counts = ds.class_pixel_counts(
         [m for _, m in data.pairs] if data.pairs else [data[i][1].numpy().astype(np.uint8) for i in range(64)], k
     )
+    _check_labels(counts, config, k)
     weights = state["class_weights"] if state else class_weights(counts, config.class_weighting)
     _seed_everything(config.seed)
     arch = _arch(config, k)
@@ -517,7 +562,11 @@ def run(args: argparse.Namespace, rep: Any = None) -> int:
         rep.result(checkpoint=result["best_checkpoint"], best_epoch=result["best_epoch"], scores=result["best"])
         return 0
     print(format_scores(result["best"]) if result.get("best") else "no validation result")
-    print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+    if result["best_checkpoint"] is None:
+        print(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
+              f"{result['last_checkpoint']}")
+    else:
+        print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
     return 0
 
 

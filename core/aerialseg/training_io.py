@@ -254,7 +254,7 @@ def run_epochs(
     return {
         "best": best["scores"],
         "best_epoch": best["epoch"],
-        "best_checkpoint": str(out / "best.pt"),
-        "last_checkpoint": str(out / "last.pt"),
+        "best_checkpoint": str(out / "best.pt") if (out / "best.pt").exists() else None,  # none: nothing scored
+        "last_checkpoint": str(out / "last.pt") if (out / "last.pt").exists() else None,
         "history": history,
     }

@@ -97,8 +97,9 @@ def vectorize(
         The path of the GeoPackage written.
     """
     out = check_output(output, [input], overwrite)
-    if block_size < 1 or min_area_m2 < 0 or (simplify_m is not None and simplify_m < 0):
-        raise InputError("block_size must be >= 1 and min_area_m2 and simplify_m must be >= 0")
+    sizes_ok = all(math.isfinite(v) and v >= 0 for v in (min_area_m2, simplify_m) if v is not None)
+    if block_size < 1 or not sizes_ok:
+        raise InputError("block_size must be >= 1 and min_area_m2 and simplify_m finite numbers >= 0")
     step = block_size // ALIGN * ALIGN if block_size >= ALIGN else block_size
     with open_raster(input) as ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8":
