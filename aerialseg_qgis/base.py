@@ -91,8 +91,10 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
                  "The image to classify: any GDAL raster (GeoTIFF, JPEG 2000, VRT, ...) with the bands the model "
                  "expects. Web map/tile layers are refused: export them to a GeoTIFF first.")
         model = self.add(QgsProcessingParameterString("MODEL", tr("Model"), defaultValue="", optional=True),
-                         "Empty for the bundled default model; the name of a bundled model (aerialseg models lists "
-                         "them); or the path of an ONNX model file (.onnx) with an AerialSeg or Deepness model card.")
+                         "Empty: automatic, the bundled model whose ground resolution fits the input best (the log "
+                         "says which and why); the name of a bundled model (aerialseg models lists them); the path "
+                         "of an ONNX model file (.onnx) with an AerialSeg or Deepness model card; or an https URL of "
+                         "one (downloaded once into the user cache; add #sha256=... to have it verified).")
         model.setMetadata({"widget_wrapper": {"class": "aerialseg_qgis.widgets.ModelWidgetWrapper"}})
         self.add(QgsProcessingParameterEnum("DEVICE", tr("Device"), [tr(d) for d, _ in DEVICES], defaultValue=0),
                  "Where the model runs: 0 automatic (the CUDA GPU when one works, else the CPU; the log says which "
@@ -100,6 +102,10 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterExtent("EXTENT", tr("Processing extent"), optional=True),
                  "Only classify this part of the input (any CRS; snapped outwards to whole input pixels). The "
                  "outputs then cover this extent on the input's pixel grid. Empty: the whole input.")
+        self.add(QgsProcessingParameterNumber("INPUT_GSD", tr("Input pixel size (metres), for images without "
+                                              "georeferencing"), DOUBLE, optional=True, minValue=0.001),
+                 "The ground size of a pixel of an image that has no georeferencing (a drone JPG, a screenshot), "
+                 "so it is resampled to the model's resolution. Ignored for georeferenced rasters.", advanced=True)
         self.add(QgsProcessingParameterNumber("TILE_SIZE", tr("Tile size (pixels)"), INT, optional=True, minValue=16),
                  "Model input tile in pixels. Empty: the model card's.", advanced=True)
         self.add(QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (pixels)"), INT, optional=True, minValue=0),
@@ -124,12 +130,13 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         """Engine options for MODEL, DEVICE and the advanced tiling parameters."""
         args = []
         model = (self.parameterAsString(parameters, "MODEL", context) or "").strip()
-        if model:
+        if model and not model.lower().startswith(("http://", "https://")):
             suffix = Path(model).suffix.lower()
             looks_like_path = os.sep in model or "/" in model or suffix in (".onnx", ".pt", ".pth")
             if looks_like_path and not Path(model).is_file():
                 raise QgsProcessingException(f"Model file not found: {model}. Give an existing .onnx file, the name "
-                                             f"of a bundled model, or leave Model empty for the default model.")
+                                             f"of a bundled model, or leave Model empty to choose automatically.")
+        if model:
             args += ["--model", model]
         args += ["--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][1]]
         for name, option in (("TILE_SIZE", "--tile-size"), ("OVERLAP", "--overlap"), ("BATCH_SIZE", "--batch-size")):
@@ -138,6 +145,8 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         tta = TTA_MODES[self.parameterAsEnum(parameters, "TTA", context)][1]
         if tta != "none":
             args += ["--tta", tta]
+        if given(parameters, "INPUT_GSD"):
+            args += ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
         if not self.parameterAsBoolean(parameters, "RESAMPLE", context):
             args.append("--no-resample")
         scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()

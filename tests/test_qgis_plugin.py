@@ -552,3 +552,20 @@ def test_train_from_labelled_polygons(profile, training_pair, tmp_path):
     message = run_fails(profile, "train", f"INPUT={image}", f"LABELS={tmp_path / 'labels.gpkg'}", "LABEL_FIELD=kind",
                         "CLASS_NAMES=ground,roof", f"OUTPUT={tmp_path / 'x.onnx'}", *TINY_TRAIN)
     assert "values that are not classes: pond" in message
+
+
+def test_automatic_model_and_input_pixel_size_for_an_image_without_georeferencing(profile, data, tmp_path):
+    """MODEL empty chooses by resolution; INPUT_GSD gives an ungeoreferenced image its pixel size."""
+    from PIL import Image
+
+    from conftest import scene
+
+    png = tmp_path / "drone.png"
+    Image.fromarray(scene(200, 240, seed=3).transpose(1, 2, 0)).save(png)
+    out = tmp_path / "lc.tif"
+    answer = run_alg(profile, "classify", INPUT=png, INPUT_GSD=1.0, OUTPUT=out)
+    log = "\n".join(answer["log"]["info"])
+    assert "model: dubai-landcover-unet-r18 (chosen automatically" in log and "--input-gsd 1.0" in log
+    assert "resampling: input 1.000 x 1.000 m/px -> model 2.000 m/px" in log
+    with rasterio.open(out) as dst:
+        assert dst.shape == (200, 240)
