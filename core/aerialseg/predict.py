@@ -33,6 +33,7 @@ from aerialseg.raster import (
     WorkingGrid,
     check_bands,
     check_output,
+    check_raster_suffix,
     check_style_files,
     normalisation,
     open_raster,
@@ -40,6 +41,7 @@ from aerialseg.raster import (
     working_grid,
 )
 from aerialseg.runtime import Model, load_model
+from aerialseg.scratch import claim_outputs, remove_stale, scratch_prefix
 from aerialseg.tiling import Block, Tile, TileGrid, blend_weights, tile_borders
 
 log = logging.getLogger("aerialseg")
@@ -99,6 +101,9 @@ def classify(
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
+    outputs = [out, *([conf] if conf else [])]
+    for path in outputs:
+        check_raster_suffix(path)
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
@@ -107,15 +112,19 @@ def classify(
 
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
                    "tta": tta, "resample": resample, "block_size": block_size, "threads": threads}
-        return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
-                                   should_cancel or (lambda: False))
+        with claim_outputs(outputs, overwrite):
+            return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
+                                       should_cancel or (lambda: False))
     started = time.perf_counter()
+    remove_stale(Path(tempfile.gettempdir()))  # margins of runs killed earlier
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
+        stack.enter_context(claim_outputs(outputs, overwrite))
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads)
         check_bands(ds, net.card, input)
         grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size)
         gain, offset = normalisation(ds, net.card)
-        spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
+        margins = tempfile.TemporaryDirectory(prefix=scratch_prefix("aerialseg-margins", hidden=False))
+        spills = Path(stack.enter_context(margins))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
                    confidence=conf is not None, spill_dir=spills)
         batch = batch_size or (8 if net.device == "cuda" else 1)
