@@ -287,6 +287,14 @@ def test_a_full_disk_is_said_in_one_line_and_leaves_nothing(command, colour_mode
         assert _listing(full) == set()
 
 
+@pytest.mark.parametrize("name", ["f.gpkg", "f.shp", "f.fgb"])
+def test_vectorize_onto_a_full_disk_is_said_in_one_line_and_leaves_nothing(name, class_raster, tmp_path):
+    with _tmpfs(tmp_path / "full", "size=96k") as full:
+        r = _cli("vectorize", class_raster, full / name, "--progress", "json")
+        assert f"the disk is full: no space left in {full}" in _one_error(r)
+        assert _listing(full) == set()
+
+
 # ---------------------------------------------------------------- 7. Ctrl-C at once
 
 
