@@ -100,7 +100,7 @@ def vectorize(
         should_cancel: polled before each block; returning True raises Cancelled, leaving no output.
 
     Returns:
-        The path of the GeoPackage written.
+        The path of the file written.
     """
     out = check_output(output, [input], overwrite)
     driver = _vector_driver(output)
