@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
         signal.signal(signum, _raise_interrupt)
     try:
-        parser = build_parser(argv)
+        args = build_parser(argv).parse_args(argv)
     except ImportError as e:  # a mounted command whose extras (torch) are not installed
         if _interrupted:
             return Reporter("none").fail(CANCELLED, 130)
@@ -55,7 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return Reporter("none").fail(CANCELLED, 130)
-    args = parser.parse_args(argv)
     if command_line and not getattr(args, "debug", False):
         _silence_native_stderr()
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
