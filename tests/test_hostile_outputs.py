@@ -247,6 +247,34 @@ def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(colour_model, tmp_pat
     assert _listing(out) == {"lc.tif", "lc.qml", "lc.tif.aux.xml"} | {p.name for p in foreign[:3]}
 
 
+def test_map_on_a_cluster_killed_resumes_from_the_output_folder(colour_model, tmp_path):
+    """SIGKILL leaves map's locks, staging folder and resumable work; the rerun takes over all three."""
+    src = write_raster(tmp_path / "big.tif", scene(4200, 2100, seed=9))  # 6 blocks
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["map", src, out, "-m", colour_model, "--workers", "1", "--progress", "json"]
+    p = subprocess.Popen([sys.executable, "-m", "aerialseg.cli", *map(str, argv)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)  # its own group: the workers die too
+    work = out / ".big_landcover.tif.aerialseg-work"
+    deadline = time.monotonic() + 240
+    while not _pieces(work) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert _pieces(work), "the run ended before it finished a block"
+    assert {".big_landcover.tif.aerialseg-lock", ".big_features.gpkg.aerialseg-lock"} <= _listing(out)
+    r = _cli(*argv)
+    assert r.returncode == 0, r.stderr
+    logs = [e["message"] for e in map(json.loads, r.stdout.splitlines()) if e["type"] == "log"]
+    assert any(m.startswith("resuming:") for m in logs), logs
+    assert _listing(out) == {"big_landcover.tif", "big_landcover.qml", "big_landcover.tif.aux.xml",
+                             "big_features.gpkg"}
+
+
+def _pieces(work: Path) -> list[Path]:
+    return [p for p in work.glob("piece_*.tif") if ".tmp." not in p.name]  # finished blocks
+
+
 def _ours(folder: Path, pid: int) -> list[Path]:
     return [p for p in folder.iterdir() if f"-{HOST}-{pid}-" in p.name]
 

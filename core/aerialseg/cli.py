@@ -300,7 +300,7 @@ def _map_into(args: argparse.Namespace, rep: Reporter, inputs: list[Path] | None
             from aerialseg.predict import classify
 
             classify(args.input, raster, args.model, **_classify_options(args), client=client, confidence=None,
-                     on_progress=rep.progress("classify", "block" if client else "tile"))
+                     work_in=folder, on_progress=rep.progress("classify", "block" if client else "tile"))
         else:
             from aerialseg.mosaic import classify_many
 

@@ -67,6 +67,7 @@ def classify(
     block_size: int = 2048,
     threads: int | None = None,
     client: Any = None,
+    work_in: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Path:
@@ -89,6 +90,7 @@ def classify(
         threads: CPU threads for ONNX Runtime (default: all cores; on a cluster, the cores of each
             worker's machine shared among the workers there).
         client: a ``distributed.Client``: run the blocks on its Dask cluster (same output, byte for byte).
+        work_in: with ``client``, the folder that keeps the run's resumable work (default: the output's).
         on_progress: called with (tiles done, tiles in total).
         should_cancel: polled between batches; returning True stops the run, leaving no output.
 
@@ -114,7 +116,7 @@ def classify(
                    "tta": tta, "resample": resample, "block_size": block_size, "threads": threads}
         with claim_outputs(outputs, overwrite):
             return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
-                                       should_cancel or (lambda: False))
+                                       should_cancel or (lambda: False), Path(work_in) if work_in else None)
     started = time.perf_counter()
     remove_stale(Path(tempfile.gettempdir()))  # margins of runs killed earlier
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
