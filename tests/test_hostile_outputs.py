@@ -112,6 +112,16 @@ def test_vectorize_writes_the_format_its_extension_names(name, driver, files, cl
         np.testing.assert_allclose(sorted(mine.area_m2), sorted(want.area_m2))
 
 
+def test_vectorize_to_one_layer_formats_without_georeferencing_is_quiet(tmp_path):
+    classes = np.full((1, 30, 40), 5, np.uint8)
+    classes[0, 2:6, 10:20] = 7
+    src = write_raster(tmp_path / "plain.tif", classes, crs=None)
+    r = _cli("vectorize", src, tmp_path / "f.fgb", "--classes", "7", "--min-area", "0", "--progress", "json")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    got = pyogrio.read_dataframe(tmp_path / "f.fgb")
+    assert list(got.class_name) == ["class_7"] and list(got.area_m2) == [40.0]
+
+
 @pytest.mark.parametrize("name", ["f.tif", "f.csv", "f"])
 def test_vectorize_refuses_other_formats(name, class_raster, tmp_path):
     r = _cli("vectorize", class_raster, tmp_path / name, "--progress", "json")

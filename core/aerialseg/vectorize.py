@@ -160,7 +160,8 @@ def _convert(gpkg: Path, target: Path, driver: str) -> None:
     """Copy the one layer of ``gpkg`` into ``target`` in another format, streamed in batches."""
     from pyogrio.raw import open_arrow, write_arrow
 
-    with open_arrow(gpkg, use_pyarrow=False, batch_size=CHUNK) as (meta, stream):
+    with open_arrow(gpkg, use_pyarrow=False, batch_size=CHUNK) as (meta, stream), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*crs.*was not provided")  # rasters without georeferencing
         write_arrow(stream, target, layer=target.stem, driver=driver, geometry_name=meta["geometry_name"] or "geom",
                     geometry_type="Polygon", crs=meta["crs"], encoding="UTF-8" if driver == "ESRI Shapefile" else None)
 
