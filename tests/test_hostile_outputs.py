@@ -118,6 +118,7 @@ def test_vectorize_to_one_layer_formats_without_georeferencing_is_quiet(tmp_path
     src = write_raster(tmp_path / "plain.tif", classes, crs=None)
     r = _cli("vectorize", src, tmp_path / "f.fgb", "--classes", "7", "--min-area", "0", "--progress", "json")
     assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert pyogrio.read_info(tmp_path / "f.fgb")["driver"] == "FlatGeobuf"
     got = pyogrio.read_dataframe(tmp_path / "f.fgb")
     assert list(got.class_name) == ["class_7"] and list(got.area_m2) == [40.0]
 
