@@ -2,7 +2,9 @@
 
 import contextlib
 import math
+import os
 import re
+import uuid
 from pathlib import Path
 
 from qgis.core import (
@@ -177,8 +179,26 @@ def load_gpkg_layers(context: QgsProcessingContext, gpkg: str) -> list:
     return names
 
 
+def _raster_files(path: str) -> tuple[Path, Path, Path]:
+    """A class raster and the sidecars the engine writes with it (QGIS style, GDAL category names)."""
+    return Path(path), Path(path).with_suffix(".qml"), Path(path + ".aux.xml")
+
+
 def remove_raster_outputs(path: str) -> None:
     """Remove a class raster this run wrote, with its sidecars (used when a later step of map fails)."""
-    for p in (Path(path), Path(path).with_suffix(".qml"), Path(path + ".aux.xml")):
+    for p in _raster_files(path):
         with contextlib.suppress(OSError):
             p.unlink()
+
+
+def staged_raster(path: str) -> str:
+    """A hidden name beside ``path`` for a class raster that replaces ``path`` only once a later step succeeded."""
+    target = Path(path)
+    return str(target.with_name(f".{target.stem}.aerialseg-map-{uuid.uuid4().hex[:8]}{target.suffix}"))
+
+
+def move_raster_outputs(staged: str, path: str) -> None:
+    """Move a staged class raster and its sidecars into place."""
+    for src, dst in zip(_raster_files(staged), _raster_files(path)):
+        if src.exists():
+            os.replace(src, dst)

@@ -1,13 +1,19 @@
 """aerialseg:map: classify and vectorise in one step (OUTPUT_RASTER, OUTPUT_VECTOR)."""
 
 from qgis.core import (
-    QgsProcessingException,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
 )
 
 from .base import AerialSegAlgorithm, tr
-from .layers import RASTER_EXTENSIONS, load_gpkg_layers, remove_raster_outputs, style_raster_on_load
+from .layers import (
+    RASTER_EXTENSIONS,
+    load_gpkg_layers,
+    move_raster_outputs,
+    remove_raster_outputs,
+    staged_raster,
+    style_raster_on_load,
+)
 
 CLASSIFY_SHARE = 85.0  # percent of the progress bar for classify; vectorize takes the rest
 
@@ -31,13 +37,15 @@ class MapAlgorithm(AerialSegAlgorithm):
         raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
         vector_args = self.vector_args(parameters, context)  # bad values fail before the long part
-        self.engine(["classify", source, raster, *self.model_args(parameters, context), "--overwrite"], feedback,
+        staged = staged_raster(raster)  # the old raster stays until the new polygons are written too
+        self.engine(["classify", source, staged, *self.model_args(parameters, context), "--overwrite"], feedback,
                     (0.0, CLASSIFY_SHARE))
         try:
-            self.engine(["vectorize", raster, gpkg, *vector_args, "--overwrite"], feedback, (CLASSIFY_SHARE, 100.0))
-        except QgsProcessingException:
-            remove_raster_outputs(raster)
+            self.engine(["vectorize", staged, gpkg, *vector_args, "--overwrite"], feedback, (CLASSIFY_SHARE, 100.0))
+        except BaseException:
+            remove_raster_outputs(staged)
             raise
+        move_raster_outputs(staged, raster)
         style_raster_on_load(context, raster)
         feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg)))
         return {"OUTPUT_RASTER": raster, "OUTPUT_VECTOR": gpkg}

@@ -301,6 +301,17 @@ def test_map_a_real_orthophoto_in_one_step(profile, colour_model, tmp_path):
             {"building", "water"}
 
 
+def test_map_failing_while_vectorising_keeps_both_old_outputs(profile, colour_model, scene_tif, tmp_path):
+    raster, gpkg = tmp_path / "lc.tif", tmp_path / "features.gpkg"
+    old = {raster.name: b"old raster", gpkg.name: b"old polygons"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    message = run_fails(profile, "map", f"INPUT={scene_tif}", f"MODEL={colour_model}", f"OUTPUT_RASTER={raster}",
+                        f"OUTPUT_VECTOR={gpkg}", "CLASSES=no-such-class")  # vectorize refuses it, after classify
+    assert "no-such-class" in message
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # nothing new, nothing hidden left
+
+
 def test_processing_run_gives_the_same_results_and_outputs_open_styled(profile, colour_model, scene_tif, classes_tif,
                                                                        tmp_path):
     script = r"""

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,28 +39,39 @@ _MOUNTED = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``aerialseg`` command; returns the exit status."""
+    """Entry point of the ``aerialseg`` command; returns the exit status.
+
+    From here on, Ctrl-C or SIGTERM (in the imports of a command too) ends the run with one line, status 130.
+    """
+    command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
+        signal.signal(signum, _raise_interrupt)
     try:
-        parser = build_parser(argv)
+        args = build_parser(argv).parse_args(argv)
     except ImportError as e:  # a mounted command whose extra (torch: [train]) is not installed
+        if _interrupted:
+            return Reporter("none").fail(CANCELLED, 130)
         print(f"aerialseg: error: {MissingExtra(repr(argv[0]), 'train', e.name)}", file=sys.stderr)
         return 1
-    args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return Reporter("none").fail(CANCELLED, 130)
+    if command_line and not getattr(args, "debug", False):
+        _silence_native_stderr()
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")  # we log our own, clearer ones
     reporter = Reporter(args.progress if hasattr(args, "progress") else "none", getattr(args, "verbose", False),
                         quiet=args.command != "train")  # train's log is its per-epoch report
-    for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
-        signal.signal(signum, _raise_interrupt)
     try:
         return int(args.func(args, reporter) or 0)
     except Cancelled as e:
         return reporter.fail(str(e), 130)
     except KeyboardInterrupt:
-        return reporter.fail("cancelled; no output was written", 130)
+        return reporter.fail(CANCELLED, 130)
     except AerialSegError as e:
         return reporter.fail(str(e), 1)
     except Exception as e:  # noqa: BLE001  anything else is a bug: say so in one line
+        if _interrupted:  # e.g. an ImportError from an extension module interrupted while it loaded
+            return reporter.fail(CANCELLED, 130)
         if getattr(args, "debug", False):
             raise
         return reporter.fail(f"internal error ({type(e).__name__}: {e}); rerun with --debug and report it", 3)
@@ -68,9 +79,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter.close()
 
 
+CANCELLED = "cancelled; no output was written"
+_interrupted = False  # set by the first SIGINT/SIGTERM
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _interrupted
+    _interrupted = True
     _ignore_signals()  # a second signal must not interrupt the clean-up the first one starts
     raise KeyboardInterrupt
+
+
+def _silence_native_stderr() -> None:
+    """Send what native libraries print straight to the process's stderr (libtiff's "_tiffWriteProc: No
+    space left on device", ONNX Runtime's warnings) to the null device; Python's ``sys.stderr`` keeps the
+    real stream, so our one-line errors, logs and bars still show. ``--debug`` keeps the native lines."""
+    try:
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            return
+        sys.stderr.flush()
+        real = os.dup(2)
+        stream = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding, errors=sys.stderr.errors)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no real stderr (pythonw, a captured stream): leave it
+        return
+    sys.stderr = stream
 
 
 def _ignore_signals() -> None:
@@ -214,59 +249,97 @@ def cmd_vectorize(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def cmd_map(args: argparse.Namespace, rep: Reporter) -> int:
-    from aerialseg.distributed import cluster_client
+    """Classify and vectorise into a hidden staging folder; move every output into place together, at the end."""
     from aerialseg.mosaic import expand_inputs, mosaic_name, output_paths
-    from aerialseg.raster import check_output, style_files
-    from aerialseg.runtime import model_card
-    from aerialseg.vectorize import vectorize
+    from aerialseg.scratch import claim_outputs
 
     inputs = expand_inputs(args.input)
     created = not Path(args.output).exists()
     folder = _output_folder(args.output)
     if inputs is None:
-        stem = Path(args.input).stem
+        name = Path(args.input).stem
         rasters: list[Path] = []
-        raster, gpkg = folder / f"{stem}_landcover.tif", folder / f"{stem}_features.gpkg"
+        raster = folder / f"{name}_landcover.tif"
     else:
         name = mosaic_name(args.input)
         rasters, raster = output_paths(inputs, folder, name)
-        gpkg = folder / f"{name}_features.gpkg"
-    written = [p for r in (*rasters, raster) for p in (r, *style_files(r)) if not p.exists()]
+    gpkg = folder / f"{name}_features.gpkg"
     try:
-        check_output(gpkg, [args.input], args.overwrite)  # fail before the long part, not after it
         _choose_model(args, inputs)
-        card = model_card(args.model)
-        if args.regularize is None:  # buildings of fine imagery are many pixels: square them
-            args.regularize = card.gsd_m is not None and card.gsd_m <= 0.5
-            if args.regularize:
-                log.info("regularising building outlines (the model works at %g m/px; --no-regularize to keep)",
-                         card.gsd_m)
-        for cls in _vectorize_options(args).get("classes", []):
-            if isinstance(cls, str):
-                card.class_by_name(cls)  # a typo fails now, not after classifying
-        with cluster_client(args.workers, args.scheduler) as client:
-            if inputs is None:
-                from aerialseg.predict import classify
-
-                classify(args.input, raster, args.model, **_classify_options(args),
-                         client=client, confidence=None, overwrite=args.overwrite,
-                         on_progress=rep.progress("classify", "block" if client else "tile"))
-            else:
-                from aerialseg.mosaic import classify_many
-
-                classify_many(inputs, folder, name, args.model, _classify_options(args),
-                              client=client, overwrite=args.overwrite, on_progress=rep.progress("classify", "file"))
-                written = [p for r in (*rasters, raster) for p in (r, *style_files(r))]  # all this run's now
-        vectorize(raster, gpkg, **_vectorize_options(args), overwrite=args.overwrite,
-                  on_progress=rep.progress("vectorize", "block"))
+        _check_map_outputs(args, [*rasters, raster], gpkg)  # fail before the long part, not after it
+        with claim_outputs([*rasters, raster, gpkg], args.overwrite), _staging(folder, name) as stage:
+            _map_into(args, rep, inputs, stage, name, folder)
+            _ignore_signals()  # all the outputs move, or none
+            for path in sorted(stage.iterdir(), key=lambda p: p.suffix == ".gpkg"):
+                os.replace(path, folder / path.name)
     except BaseException:
-        for path in written:  # this run wrote them (or would have refused to)
-            path.unlink(missing_ok=True)
         if created and not any(folder.iterdir()):
             folder.rmdir()  # a failed run leaves no trace
         raise
     rep.result(output_raster=raster, output_vector=gpkg, **({"rasters": [str(r) for r in rasters]} if rasters else {}))
     return 0
+
+
+def _check_map_outputs(args: argparse.Namespace, rasters: list[Path], gpkg: Path) -> None:
+    """Refuse existing outputs (without --overwrite), the input as an output, and unknown classes, up front."""
+    from aerialseg.raster import check_output, check_style_files
+    from aerialseg.runtime import model_card
+
+    for target in (*rasters, gpkg):
+        check_output(target, [args.input], args.overwrite)
+    check_style_files(rasters, args.input, args.overwrite)
+    card = model_card(args.model)
+    if args.regularize is None:  # buildings of fine imagery are many pixels: square them
+        args.regularize = card.gsd_m is not None and card.gsd_m <= 0.5
+        if args.regularize:
+            log.info("regularising building outlines (the model works at %g m/px; --no-regularize to keep)",
+                     card.gsd_m)
+    for cls in _vectorize_options(args).get("classes", []):
+        if isinstance(cls, str):
+            card.class_by_name(cls)  # a typo fails now, not after classifying
+
+
+def _map_into(args: argparse.Namespace, rep: Reporter, inputs: list[Path] | None, stage: Path, name: str,
+              folder: Path) -> None:
+    """The work of ``map``: every output written into ``stage`` (a folder's resumable work stays in ``folder``)."""
+    from aerialseg.distributed import cluster_client
+    from aerialseg.vectorize import vectorize
+
+    raster = stage / f"{name}_landcover.tif"
+    with cluster_client(args.workers, args.scheduler) as client:
+        if inputs is None:
+            from aerialseg.predict import classify
+
+            classify(args.input, raster, args.model, **_classify_options(args), client=client, confidence=None,
+                     work_in=folder, on_progress=rep.progress("classify", "block" if client else "tile"))
+        else:
+            from aerialseg.mosaic import classify_many
+
+            _, raster = classify_many(inputs, stage, name, args.model, _classify_options(args), client=client,
+                                      work_in=folder, on_progress=rep.progress("classify", "file"))
+    vectorize(raster, stage / f"{name}_features.gpkg", **_vectorize_options(args),
+              on_progress=rep.progress("vectorize", "block"))
+
+
+@contextlib.contextmanager
+def _staging(folder: Path, name: str) -> Iterator[Path]:
+    """A hidden folder in ``folder`` for a run's outputs until they are all complete; deleted afterwards."""
+    import shutil
+    import tempfile
+
+    from aerialseg.scratch import remove_stale, scratch_prefix, write_error
+
+    remove_stale(folder)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=scratch_prefix(f"{name}_map"), dir=folder.resolve()))
+    except OSError as e:
+        raise write_error(e, folder) from None
+    try:
+        yield stage
+    except OutputError as e:  # name the output folder, not the hidden one
+        raise OutputError(str(e).replace(str(stage), str(folder))) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _output_folder(path: str) -> Path:
@@ -276,7 +349,11 @@ def _output_folder(path: str) -> Path:
         raise OutputError(f"output {folder} is a file; this run writes into a folder: give a folder path")
     if not folder.parent.is_dir():
         raise OutputError(f"the parent folder of {folder} does not exist; create it first")
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder {folder}: {e.strerror or e}; "
+                          "choose a folder where you can write") from None
     return folder
 
 

@@ -268,8 +268,10 @@ def classify_on_cluster(
     options: dict[str, Any],
     on_progress: Callable[[int, int], None],
     should_cancel: Callable[[], bool],
+    work_in: Path | None = None,
 ) -> Path:
-    """The work of :func:`aerialseg.predict.classify` (outputs already checked) on the Dask ``client``."""
+    """The work of :func:`aerialseg.predict.classify` (outputs already checked) on the Dask ``client``; the
+    resumable work folder lives in ``work_in`` (default: the output's folder)."""
     net_path = _model_path(model)
     job = BlockJob(input=_absolute(input), model=net_path, work_dir="", confidence=conf is not None,
                    host_threads=host_threads(client), **options)
@@ -280,7 +282,7 @@ def classify_on_cluster(
         check_bands(ds, card, input)
         _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size, job.input_gsd)
         megapixels = ds.width * ds.height / 1e6
-        work = _work_dir(out, job)
+        work = _work_dir(out, job, work_in or out.parent)
         job = BlockJob(**{**asdict(job), "work_dir": str(work)})
         started = time.perf_counter()
         try:
@@ -342,9 +344,9 @@ def _host(address: str) -> str:
     return address.split("://")[-1].rsplit(":", 1)[0]
 
 
-def _work_dir(out: Path, job: BlockJob) -> Path:
-    """The job's work folder next to the output."""
-    work = work_folder(out.parent / f".{out.name}.aerialseg-work", job.key())
+def _work_dir(out: Path, job: BlockJob, folder: Path) -> Path:
+    """The job's work folder in ``folder`` (next to the output unless a staging run says otherwise)."""
+    work = work_folder(folder / f".{out.name}.aerialseg-work", job.key())
     resumed = sum(".tmp." not in p.name for p in work.glob("piece_*.tif"))
     if resumed:
         log.info("resuming: %d blocks already done in %s", resumed, work)

@@ -28,7 +28,8 @@ import rasterio
 from aerialseg._version import __version__
 from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
-from aerialseg.raster import CLASS_TABLE_TAG, style_files
+from aerialseg.raster import CLASS_TABLE_TAG, check_bands, open_raster, style_files
+from aerialseg.scratch import claim_outputs
 from aerialseg.style import category_names_xml, class_table_json, colormap, raster_qml
 
 log = logging.getLogger("aerialseg")
@@ -80,12 +81,16 @@ def classify_many(
     *,
     client: Any = None,
     overwrite: bool = False,
+    work_in: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> tuple[list[Path], Path]:
     """Classify every input into ``folder`` (one class raster each) and write their VRT mosaic.
 
-    Returns the class rasters and the VRT. ``options`` are :func:`aerialseg.classify`'s keyword options.
+    Every input is checked first (readable, the model's bands, north-up, one CRS for all): a bad one
+    fails the run before any classification. The resumable work folder lives in ``work_in`` (default:
+    ``folder``). Returns the class rasters and the VRT. ``options`` are :func:`aerialseg.classify`'s
+    keyword options.
     """
     from aerialseg.runtime import model_card, resolve_model
 
@@ -96,9 +101,35 @@ def classify_many(
     taken = [t for t in targets if t.exists()]
     if taken and not overwrite:
         raise OutputError(f"output {taken[0]} already exists; pass --overwrite (overwrite=True) to replace it")
-    work = _work_dir(folder, name, [str(p.resolve()) for p in inputs], model_path, options)
-    progress = on_progress or (lambda done, total: None)
-    cancel = should_cancel or (lambda: False)
+    check_inputs(inputs, card)
+    with claim_outputs([*rasters, vrt], overwrite):
+        _classify_into(inputs, folder, work_in or folder, name, model_path, card, options, client,
+                       on_progress or (lambda done, total: None), should_cancel or (lambda: False))
+    return rasters, vrt
+
+
+def check_inputs(inputs: Sequence[Path], card: ModelCard) -> None:
+    """Refuse, naming the file, an input that cannot be classified or mosaicked with the others."""
+    first: tuple[Path, Any] | None = None
+    for path in inputs:
+        with open_raster(path) as ds:
+            check_bands(ds, card, path)
+            t = ds.transform
+            if ds.crs is None or t.a <= 0 or t.e >= 0 or t.b or t.d:
+                raise InputError(f"{path} is not georeferenced north-up (no CRS, or a south-up or rotated grid), so "
+                                 "it cannot join a mosaic; warp it north-up (gdalwarp) or classify it on its own")
+            if first is not None and ds.crs != first[1]:
+                raise InputError(f"{path} is in {ds.crs.to_string()} but {first[0].name} is in {first[1].to_string()}; "
+                                 "a mosaic needs one CRS: reproject it or classify it on its own")
+            first = first or (path, ds.crs)
+
+
+def _classify_into(inputs: Sequence[Path], folder: Path, work_in: Path, name: str, model_path: str,
+                   card: ModelCard, options: dict[str, Any], client: Any, progress: Callable[[int, int], None],
+                   cancel: Callable[[], bool]) -> None:
+    """Classify in the work folder, then move the rasters and the VRT into ``folder``."""
+    rasters, vrt = output_paths(inputs, folder, name)
+    work = _work_dir(work_in, name, [str(p.resolve()) for p in inputs], model_path, options)
     started = time.perf_counter()
     try:
         jobs = [(str(src.resolve()), str(work / dst.name)) for src, dst in zip(inputs, rasters)]
@@ -107,10 +138,13 @@ def classify_many(
         else:
             _run_on_cluster(client, jobs, model_path, options, progress, cancel)
         write_vrt([work / r.name for r in rasters], work / vrt.name, card)
-    except (Cancelled, KeyboardInterrupt):
+    except BaseException as e:  # keep finished rasters for a rerun to resume, unless cancelled or none
         from aerialseg.distributed import remove_work_dir
 
-        remove_work_dir(work)
+        if isinstance(e, Cancelled | KeyboardInterrupt) or not any(work.glob("*_landcover.tif")):
+            remove_work_dir(work)
+        else:
+            log.info("finished rasters are kept in %s: rerun the same command to resume", work)
         raise
     for target in (*rasters, vrt):  # only the outputs: a killed task's hidden leftovers stay behind
         for path in (target, *style_files(target)):
@@ -118,7 +152,6 @@ def classify_many(
                 os.replace(work / path.name, path)
     shutil.rmtree(work, ignore_errors=True)
     log.info("classified %d rasters in %.1f s -> %s", len(inputs), time.perf_counter() - started, vrt)
-    return rasters, vrt
 
 
 def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: dict[str, Any]) -> Path:

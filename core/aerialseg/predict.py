@@ -35,6 +35,7 @@ from aerialseg.raster import (
     WorkingGridRaster,
     check_bands,
     check_output,
+    check_raster_suffix,
     check_style_files,
     normalisation,
     open_raster,
@@ -43,6 +44,7 @@ from aerialseg.raster import (
     working_valid_mask,
 )
 from aerialseg.runtime import Model, load_model
+from aerialseg.scratch import claim_outputs, remove_stale, scratch_prefix
 from aerialseg.tiling import Block, Tile, TileGrid, blend_weights, tile_borders
 
 log = logging.getLogger("aerialseg")
@@ -73,6 +75,7 @@ def classify(
     input_gsd: float | None = None,
     output_grid: str = "input",
     client: Any = None,
+    work_in: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Path:
@@ -104,6 +107,7 @@ def classify(
         output_grid: "input" (the class raster on the input's grid) or "working" (on the model's grid:
             for a fine input and a coarse model, many times fewer pixels on the same ground).
         client: a ``distributed.Client``: run the blocks on its Dask cluster (same output, byte for byte).
+        work_in: with ``client``, the folder that keeps the run's resumable work (default: the output's).
         on_progress: called with (tiles done, tiles in total).
         should_cancel: polled between batches; returning True stops the run, leaving no output.
 
@@ -118,6 +122,9 @@ def classify(
         raise InputError(f"value range (--value-range) must be a positive number, got {value_range}")
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
+    outputs = [out, *([conf] if conf else [])]
+    for path in outputs:
+        check_raster_suffix(path)
     check_style_files([out, *([conf] if conf else [])], input, overwrite)
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
@@ -133,15 +140,19 @@ def classify(
         options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
                    "tta": tta, "resample": resample, "value_range": value_range, "block_size": block_size,
                    "threads": threads, "precision": precision, "input_gsd": input_gsd}
-        return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
-                                   should_cancel or (lambda: False))
+        with claim_outputs(outputs, overwrite):
+            return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
+                                       should_cancel or (lambda: False), Path(work_in) if work_in else None)
     started = time.perf_counter()
+    remove_stale(Path(tempfile.gettempdir()))  # margins of runs killed earlier
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
+        stack.enter_context(claim_outputs(outputs, overwrite))
         net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads, precision)
         check_bands(ds, net.card, input)
         grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size, input_gsd)
         gain, offset = normalisation(ds, net.card, value_range)
-        spills = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aerialseg-margins-")))
+        margins = tempfile.TemporaryDirectory(prefix=scratch_prefix("aerialseg-margins", hidden=False))
+        spills = Path(stack.enter_context(margins))
         run = _Run(net, tiles, tta, on_progress or (lambda done, total: None), should_cancel or (lambda: False),
                    confidence=conf is not None, spill_dir=spills)
         batch = batch_size or (8 if net.device == "cuda" else 1)

@@ -32,6 +32,7 @@ from rasterio.windows import Window
 from aerialseg import style
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
 from aerialseg.errors import InputError, OutputError, RasterError, first_line
+from aerialseg.scratch import remove_stale, scratch_prefix, write_error
 
 log = logging.getLogger("aerialseg")
 CLASS_TABLE_TAG = "AERIALSEG_CLASSES"  # JSON class table stored in class rasters' metadata
@@ -40,6 +41,7 @@ MAX_UPSAMPLING = 4.0  # coarser inputs are refused: the model would see blurred,
 LARGE_DOWNSAMPLING = 10.0  # finer inputs than this are shrunk with a warning
 MAX_AUTO_VALUE = 1e6  # float data beyond this has no range we can guess
 _GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name, not a path
+RASTER_OUTPUT_SUFFIXES = (".tif", ".tiff")  # class and confidence rasters are (cloud-optimised) GeoTIFFs
 
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
@@ -412,6 +414,12 @@ def _resolved(path: str | Path) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
 
+def check_raster_suffix(output: str | Path) -> None:
+    """Refuse a raster output whose name promises another format than GeoTIFF (lc.png, lc.gpkg)."""
+    if Path(output).suffix.lower() not in RASTER_OUTPUT_SUFFIXES:
+        raise OutputError(f"output {output}: rasters are written as GeoTIFF; give a name ending in .tif or .tiff")
+
+
 def check_output(output: str | Path, inputs: list[str | Path], overwrite: bool) -> Path:
     """Validate an output path before any work starts; return it resolved."""
     out = _resolved(output)
@@ -439,10 +447,11 @@ class ClassRasterWriter:
 
     def __init__(self, output: Path, like: Any, card: ModelCard, confidence: Path | None = None):
         self.output, self.card, self.confidence = output, card, confidence
+        remove_stale(output.parent)  # what runs killed earlier left behind
         try:
-            self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=scratch_prefix(output.name), dir=output.parent))
         except OSError as e:
-            raise OutputError(f"cannot write in {output.parent}: {e.strerror or e}") from None
+            raise write_error(e, output.parent) from None
         profile = {
             "driver": "GTiff", "width": like.width, "height": like.height, "count": 1, "dtype": "uint8",
             "crs": like.crs, "transform": like.transform, "nodata": NODATA_CLASS, "tiled": True,
@@ -458,7 +467,7 @@ class ClassRasterWriter:
                     ds.gcps = like.gcps
         except (RasterioError, OSError) as e:
             self._cleanup()
-            raise OutputError(f"cannot write in {output.parent}: {first_line(e)}") from None
+            raise write_error(e, output.parent) from None
 
     def __enter__(self) -> ClassRasterWriter:
         return self
@@ -468,12 +477,21 @@ class ClassRasterWriter:
 
     def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
         """Write a window of class ids (uint8) and, if asked for, confidence (uint8 percent)."""
-        self._classes.write(classes, 1, window=window)
-        if self._conf is not None and confidence is not None:
-            self._conf.write(confidence, 1, window=window)
+        try:
+            self._classes.write(classes, 1, window=window)
+            if self._conf is not None and confidence is not None:
+                self._conf.write(confidence, 1, window=window)
+        except (RasterioError, OSError) as e:
+            raise write_error(e, self.output.parent) from None
 
     def commit(self) -> None:
         """Finish the outputs and move them into place."""
+        try:
+            self._commit()
+        except (RasterioError, OSError) as e:
+            raise write_error(e, self.output.parent) from None
+
+    def _commit(self) -> None:
         self._classes.write_colormap(1, style.colormap(self.card))
         self._classes.update_tags(**{CLASS_TABLE_TAG: style.class_table_json(self.card),
                                      "AERIALSEG_MODEL": self.card.name})

@@ -47,6 +47,7 @@ from aerialseg import style
 from aerialseg.card import FALLBACK_COLOURS, NODATA_CLASS, ClassInfo
 from aerialseg.errors import AerialSegError, Cancelled, InputError, OutputError, RasterError, first_line
 from aerialseg.raster import check_output, ground_pixel_size, open_raster, read_class_table
+from aerialseg.scratch import claim_outputs, disk_full, remove_stale, scratch_prefix, write_error
 
 log = logging.getLogger("aerialseg")
 DEFAULT_CLASSES = ("building", "road", "water")
@@ -56,6 +57,9 @@ READ_CACHE_MB = 16  # every block is read once: a bigger GDAL cache only grows m
 ALIGN = 512  # class rasters are tiled 512 x 512: blocks of 512 px or more are whole tiles
 MAX_SIMPLIFY_AREA_CHANGE = 0.1  # simplified outlines changing the area more than this are not used
 MAX_SQUARING_AREA_CHANGE = 0.2  # ... nor squared outlines changing it more than this
+# Output formats by extension; all but GeoPackage hold one layer, with every class in it.
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON",
+                  ".fgb": "FlatGeobuf"}
 
 
 def vectorize(
@@ -75,7 +79,9 @@ def vectorize(
 
     Args:
         input: a class raster (1 band, uint8, nodata 255) as written by ``aerialseg.classify``.
-        output: the GeoPackage to write. Layers are named after the classes; each feature has
+        output: the GeoPackage to write, or a Shapefile (.shp), GeoJSON (.geojson, .json) or FlatGeobuf
+            (.fgb) file, which holds every class in one layer named after the file. GeoPackage layers are
+            named after the classes (other formats get no stored style). Each feature has
             ``class_id``, ``class_name`` and ``area_m2`` (ground area of the output polygon); the CRS is
             the raster's. Classes without polygons get no layer; if no class has any, every requested
             class gets an empty layer so the file is always a valid, openable GeoPackage. Each layer's
@@ -94,35 +100,71 @@ def vectorize(
         should_cancel: polled before each block; returning True raises Cancelled, leaving no output.
 
     Returns:
-        The path of the GeoPackage written.
+        The path of the file written.
     """
     out = check_output(output, [input], overwrite)
+    driver = _vector_driver(output)
     sizes_ok = all(math.isfinite(v) and v >= 0 for v in (min_area_m2, simplify_m) if v is not None)
     if block_size < 1 or not sizes_ok:
         raise InputError("block_size must be >= 1 and min_area_m2 and simplify_m finite numbers >= 0")
     step = block_size // ALIGN * ALIGN if block_size >= ALIGN else block_size
-    with open_raster(input) as ds:
+    with open_raster(input) as ds, claim_outputs([out], overwrite):
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise RasterError(f"{input} is not a class raster: expected 1 band of uint8 class ids (as written by "
                               f"aerialseg classify), got {ds.count} band(s) of {ds.dtypes[0]}")
         selected = _select_classes(ds, classes, input)
         frame = _Frame.of(ds)
         tol = frame.pixel_m if simplify_m is None else simplify_m
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmpdir = _scratch_dir(out)
         try:
-            writer = _Writer(tmpdir / out.name, selected, ds.crs.to_string() if ds.crs else None, frame,
-                             min_area_m2, tol, regularize)
+            final = tmpdir / "final"  # what is moved into place: the output and its sidecars (.shp: .dbf, ...)
+            final.mkdir()
+            gpkg = final / out.name if driver == "GPKG" else tmpdir / "polygons.gpkg"
+            writer = _Writer(gpkg, selected, ds.crs.to_string() if ds.crs else None, frame, min_area_m2, tol,
+                             regularize, layer=None if driver == "GPKG" else out.stem)
             with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB):
                 _polygonize(ds, selected, step, writer, on_progress, should_cancel or (lambda: False))
             writer.close()
-            os.replace(tmpdir / out.name, out)
+            if driver != "GPKG":
+                _convert(gpkg, final / out.name, driver)
+            for path in final.iterdir():
+                os.replace(path, out.parent / path.name)
         except AerialSegError:
             raise
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, sqlite3.Error, OSError) as e:
+            if disk_full(e, out.parent):
+                raise write_error(e, out.parent) from None
             raise OutputError(f"cannot write {out}: {first_line(e)}") from None
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _vector_driver(output: str | Path) -> str:
+    """The OGR driver for an output name; refuses names of formats AerialSeg does not write."""
+    driver = VECTOR_DRIVERS.get(Path(output).suffix.lower())
+    if driver is None:
+        raise OutputError(f"output {output}: polygons are written as GeoPackage, Shapefile, GeoJSON or FlatGeobuf; "
+                          "give a name ending in .gpkg, .shp, .geojson or .fgb")
+    return driver
+
+
+def _scratch_dir(out: Path) -> Path:
+    remove_stale(out.parent)  # what runs killed earlier left behind
+    try:
+        return Path(tempfile.mkdtemp(prefix=scratch_prefix(out.name), dir=out.parent))
+    except OSError as e:
+        raise write_error(e, out.parent) from None
+
+
+def _convert(gpkg: Path, target: Path, driver: str) -> None:
+    """Copy the one layer of ``gpkg`` into ``target`` in another format, streamed in batches."""
+    from pyogrio.raw import open_arrow, write_arrow
+
+    with open_arrow(gpkg, use_pyarrow=False, batch_size=CHUNK) as (meta, stream), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*crs.*was not provided")  # rasters without georeferencing
+        write_arrow(stream, target, layer=target.stem, driver=driver, geometry_name=meta["geometry_name"] or "geom",
+                    geometry_type="Polygon", crs=meta["crs"], encoding="UTF-8" if driver == "ESRI Shapefile" else None)
 
 
 @dataclass(frozen=True)
@@ -248,11 +290,12 @@ def _on_internal_edge(bounds: np.ndarray, window: Window, width: int, height: in
 
 
 class _Writer:
-    """Finishes polygons (filter, simplify, square, attributes) and appends them to the GeoPackage."""
+    """Finishes polygons (filter, simplify, square, attributes) and appends them to a GeoPackage."""
 
     def __init__(self, path: Path, classes: list[ClassInfo], crs: str | None, frame: _Frame, min_area_m2: float,
-                 tol: float, regularize: bool):
+                 tol: float, regularize: bool, layer: str | None = None):
         self.path, self.crs, self.frame = path, crs, frame
+        self.layer = layer  # one layer for every class (formats that hold one layer), or one per class
         self.min_area_m2, self.tol, self.regularize = min_area_m2, tol, regularize
         self.classes = {c.id: c for c in classes}
         self.buffers: dict[int, list[Polygon]] = {c.id: [] for c in classes}
@@ -273,7 +316,8 @@ class _Writer:
             log.warning("no polygons of %s found: writing empty layers", ", ".join(c.name for c in layers))
             for c in layers:
                 self._write(c, np.array([], dtype=object), np.array([], float))
-        _write_styles(self.path, layers)
+        if self.layer is None:
+            _write_styles(self.path, layers)
         log.info("polygons written: %s", ", ".join(f"{self.counts[c.id]} {c.name}" for c in layers))
 
     def _flush(self, cid: int) -> None:
@@ -306,7 +350,7 @@ class _Writer:
                                "area_m2": np.asarray(areas, float)}, geometry=gpd.GeoSeries(geoms), crs=self.crs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*crs.*was not provided")
-            pyogrio.write_dataframe(df, self.path, layer=cls.name, driver="GPKG", append=True,
+            pyogrio.write_dataframe(df, self.path, layer=self.layer or cls.name, driver="GPKG", append=True,
                                     geometry_type="Polygon")
         self.counts[cls.id] = self.counts.get(cls.id, 0) + len(geoms)
 
