@@ -344,8 +344,10 @@ def test_ctrl_c_in_the_first_moments_gives_one_line(command, delay, class_raster
     if command == "classify":
         src = write_raster(tmp_path / "big.tif", scene(1200, 1200, seed=6))
         argv = ["classify", src, tmp_path / "lc.tif", "-m", colour_model]
-    else:
-        argv = ["evaluate", class_raster, class_raster, "--classes", colour_model]
+    else:  # big enough to be still running when the signal comes (evaluate imports no torch any more)
+        classes = np.random.default_rng(0).integers(0, 3, (1, 5000, 5000), dtype=np.uint8)
+        big = write_raster(tmp_path / "big.tif", classes)
+        argv = ["evaluate", big, big, "--classes", colour_model]
     p = _start(*argv, "--progress", "json")
     time.sleep(delay)
     p.send_signal(signal.SIGINT)

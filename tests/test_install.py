@@ -156,8 +156,9 @@ def test_the_installed_wheel_maps_from_another_folder(venv, tmp_path):
     assert _pip("show", "torch", python=_in_venv(venv, "python")).returncode != 0, "the base install has torch"
     r = _aerialseg(venv, "models", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    (model,) = json.loads(r.stdout)
-    assert model["name"] == "dubai-landcover-unet-r18" and str(venv) in model["path"]
+    models = json.loads(r.stdout)
+    assert [m["name"] for m in models] == ["aerial-buildings-unet-r18", "dubai-landcover-unet-r18"]
+    assert all(str(venv) in m["path"] for m in models)
     r = _aerialseg(venv, "check", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["ok"] is True
