@@ -10,7 +10,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from aerialseg.card import read_card, write_card
 from aerialseg.errors import ModelError
-from aerialseg.runtime import bundled_models, load_model
+from aerialseg.runtime import bundled_models, gpu_present, load_model
 from tinymodels import write_colour_model
 
 
@@ -65,3 +65,30 @@ def test_int8_without_a_variant_is_one_clear_error(tmp_path, colour_model):
 def test_variants_are_not_listed_as_models():
     names = [m.name for m in bundled_models()]
     assert names and not any(n.endswith(".int8") for n in names)
+
+
+def test_fp16_converts_the_graph_and_agrees_with_float32(colour_model, conv_model):
+    """--precision fp16: float16 weights and arithmetic, float32 in and out (run here on the CPU)."""
+    x = np.random.default_rng(2).random((2, 3, 48, 40), dtype=np.float32)
+    for model in (colour_model, conv_model):
+        fp16 = load_model(model, "cpu", 1, "fp16")
+        assert fp16.precision == "fp16"
+        p16, p32 = fp16.predict(x), load_model(model, "cpu", 1, "fp32").predict(x)
+        assert p16.dtype == np.float32 and np.abs(p16 - p32).max() < 5e-3
+        assert (p16.argmax(1) == p32.argmax(1)).mean() > 0.99
+    assert load_model(colour_model, "cpu", 1, "auto").precision == "fp32"  # the CPU never gets fp16 by itself
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_present(), reason="needs an NVIDIA GPU (none on this machine)")
+def test_auto_precision_on_a_gpu_is_fp16(conv_model, rgb_tif, tmp_path):
+    from aerialseg.predict import classify
+
+    net = load_model(conv_model, "cuda", None, "auto")
+    assert net.device == "cuda" and net.precision == "fp16"
+    a = classify(rgb_tif, tmp_path / "gpu.tif", net)
+    b = classify(rgb_tif, tmp_path / "cpu.tif", conv_model, device="cpu", precision="fp32")
+    import rasterio
+
+    with rasterio.open(a) as ga, rasterio.open(b) as gb:
+        assert (ga.read(1) == gb.read(1)).mean() > 0.999

@@ -556,9 +556,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="ground size of an input pixel, for images without georeferencing (drone JPGs, screenshots)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: CUDA GPU if one works (auto), or force cpu/cuda")
-    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
-                   help="int8: the model's quantised variant; auto: int8 on the CPU when the model card shows it "
-                        "at least 1.5x faster and as accurate (mIoU within 0.01)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                   help="int8: the model's quantised variant; fp16: float16 arithmetic (for a CUDA GPU); auto: fp16 on "
+                        "a CUDA GPU, int8 on the CPU when the model card shows it at least 1.5x faster and as accurate")
     p.add_argument("--output-grid", choices=("input", "working"), default="input",
                    help="the class raster on the input's grid, or on the model's coarser working grid (same ground, "
                         "fewer pixels, faster; for inputs finer than the model)")

@@ -24,7 +24,7 @@ log = logging.getLogger("aerialseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"  # package data: travels inside the wheel
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 INT8_SUFFIX = ".int8"  # <name>.int8.onnx beside <name>.onnx: its static int8 (QDQ) variant
 INT8_MIN_SPEEDUP, INT8_MAX_MIOU_LOSS = 1.5, 0.01  # what auto precision asks of a variant (from its card)
 
@@ -102,8 +102,10 @@ def load_model(
 ) -> Model:
     """Load a model by bundled name or path on ``device`` ("auto", "cpu" or "cuda").
 
-    ``precision``: "fp32", "int8" (the model's ``.int8.onnx`` variant) or "auto": the int8 variant on the CPU
-    when its card shows it at least 1.5x faster with an mIoU within 0.01 of the float model's.
+    ``precision``: "fp32", "fp16" (the graph converted to float16 when loaded, inputs and outputs kept float32:
+    for a CUDA GPU), "int8" (the model's ``.int8.onnx`` variant) or "auto": on a CUDA GPU fp16 (when the
+    converter of the [gpu] extra is installed), on the CPU the int8 variant when its card shows it at least
+    1.5x faster with an mIoU within 0.01 of the float model's.
     """
     if device not in DEVICES:
         raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
@@ -111,10 +113,34 @@ def load_model(
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     path = resolve_model(spec)
     if path.suffix.lower() in _TORCH_SUFFIXES:
-        if precision == "int8":
-            raise ModelError(f"{path} is a PyTorch checkpoint: int8 needs an ONNX model with an int8 variant")
+        if precision in ("int8", "fp16"):
+            raise ModelError(f"{path} is a PyTorch checkpoint: --precision {precision} needs an ONNX model")
         return TorchModel(path, device)
+    if precision == "fp16" or (precision == "auto" and _runs_on_cuda(device) and _fp16_converter_installed()):
+        return OnnxModel(path, device, threads, fp16=True)
     return OnnxModel(_with_precision(path, device, precision), device, threads)
+
+
+def _fp16_converter_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxconverter_common") is not None
+
+
+def _float16_graph(path: Path) -> bytes:
+    """The model with float16 weights and arithmetic, float32 inputs and outputs (for CUDA's tensor cores)."""
+    import warnings
+
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise MissingExtra("--precision fp16", "gpu", "onnxconverter-common") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the float32 number ... will be truncated": tiny weights, by design
+        model = float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    return model.SerializeToString()
 
 
 def _with_precision(path: Path, device: str, precision: str) -> Path:
@@ -167,10 +193,10 @@ def gpu_present() -> bool:
 class OnnxModel:
     """An ONNX model in ONNX Runtime, on CUDA when asked for or available, else on the CPU."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, fp16: bool = False) -> None:
         import onnxruntime as ort
 
-        self.path = path
+        self.path, self.precision = path, "fp16" if fp16 else "fp32"
         self.card = read_card(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -181,7 +207,8 @@ class OnnxModel:
         if "CUDAExecutionProvider" in providers:
             _preload_cuda_libraries()
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            graph = _float16_graph(path) if fp16 else str(path)
+            self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for bad graphs
             raise ModelError(f"ONNX Runtime cannot load {path}: {first_line(e)}") from None
         active = self.session.get_providers()[0]
@@ -191,7 +218,8 @@ class OnnxModel:
         if device == "cuda" and self.device != "cuda":
             raise ModelError(f"device 'cuda' was requested but {reason}; use --device cpu")
         self.reason = reason
-        log.info("runtime: ONNX Runtime %s on %s (%s)", ort.__version__, self.device.upper(), reason)
+        log.info("runtime: ONNX Runtime %s on %s (%s)%s", ort.__version__, self.device.upper(), reason,
+                 ", float16" if fp16 else "")
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
         _check_channels(self.card, inputs[0].shape, path)
