@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reporter.fail(CANCELLED, 130)
     except AerialSegError as e:
         return reporter.fail(str(e), 1)
+    except BrokenPipeError:  # the reader of stdout went away (aerialseg models | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except Exception as e:  # noqa: BLE001  anything else is a bug: say so in one line
         if _interrupted:  # e.g. an ImportError from an extension module interrupted while it loaded
             return reporter.fail(CANCELLED, 130)
@@ -368,11 +371,12 @@ def cmd_models(args: argparse.Namespace, rep: Reporter) -> int:
         print(f"no bundled models in {MODELS_DIR}")
         return 0
     default = default_model_name()
+    print("--model auto (the default) picks the model whose resolution fits the input; an input without "
+          f"georeferencing gets {default} unless --input-gsd gives its pixel size")
     for m in models:
         c = m.card
         gsd = f"{c.gsd_m:g} m/px" if c.gsd_m else "any resolution"
-        print(f"{m.name}{' (default)' if m.name == default else ''}: {', '.join(c.class_names)}; {gsd}; "
-              f"tile {c.tile_size} px; {m.path}")
+        print(f"{m.name}: {', '.join(c.class_names)}; {gsd}; tile {c.tile_size} px; {m.path}")
         if c.description:
             print(f"    {c.description}")
     return 0
