@@ -17,40 +17,56 @@ from torch import nn
 
 from aerialseg.errors import InputError, ModelError, OutputError
 
-ARCHITECTURES = ("unet", "deeplabv3plus")
+# Every architecture of segmentation-models-pytorch 0.5+ (smp.create_model's names).
+ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
+                 "upernet", "segformer", "dpt")
+_DECODER_CHANNELS = ("unet", "unetplusplus", "manet")  # the architectures whose decoder widths are configurable
 CHECKPOINT_FORMAT = 2  # 2: plain data only (read with weights_only=True); files without the key are read alike
 
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """Rebuild a network (returning logits) from a checkpoint's ``arch`` dict (no pretrained weights).
 
-    ``arch`` keys: ``name`` (unet | deeplabv3plus), ``encoder``, ``encoder_depth``, ``in_channels``,
-    ``classes`` and, for UNet, ``decoder_channels``. Encoder stages deeper than ``encoder_depth`` are
-    removed so they do not bloat the model file.
+    ``arch`` keys: ``name`` (one of :data:`ARCHITECTURES`), ``encoder`` (an smp encoder, or ``tu-<timm
+    model>``), ``encoder_depth``, ``in_channels``, ``classes`` and, for UNet, UNet++ and MAnet,
+    ``decoder_channels``. Encoder stages deeper than ``encoder_depth`` are removed so they do not bloat the
+    model file.
     """
     import segmentation_models_pytorch as smp
 
-    name, depth = arch["name"], int(arch.get("encoder_depth", 5))
-    common = {
+    name, depth = str(arch["name"]).lower(), int(arch.get("encoder_depth", 5))
+    check_architecture(name, str(arch["encoder"]))
+    options: dict[str, Any] = {
         "encoder_name": arch["encoder"],
         "encoder_weights": None,
         "in_channels": int(arch.get("in_channels", 3)),
         "classes": int(arch["classes"]),
         "encoder_depth": depth,
     }
+    if name in _DECODER_CHANNELS and "decoder_channels" in arch:
+        options["decoder_channels"] = list(arch["decoder_channels"])
+    if name == "pspnet":  # its head upsamples by a fixed factor: make it the encoder's, so logits match the input
+        options["upsampling"] = 2**depth
     try:
-        if name == "unet":
-            model = smp.Unet(decoder_channels=list(arch["decoder_channels"]), **common)
-        elif name == "deeplabv3plus":
-            model = smp.DeepLabV3Plus(**common)
-        else:
-            raise InputError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    except (KeyError, ValueError) as e:
-        raise InputError(f"cannot build {name} with encoder {arch.get('encoder')!r}: {e}") from None
+        model = smp.create_model(name, **options)
+    except (KeyError, ValueError, TypeError, AssertionError) as e:
+        raise InputError(f"cannot build {name} with encoder {arch.get('encoder')!r} and depth {depth}: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     for i in range(depth, 5):  # ResNet-style encoders keep unused stages: drop them
         if hasattr(model.encoder, f"layer{i}"):
             delattr(model.encoder, f"layer{i}")
     return model
+
+
+def check_architecture(name: str, encoder: str) -> None:
+    """One-line InputErrors for an architecture or encoder that segmentation-models-pytorch does not have."""
+    import segmentation_models_pytorch as smp
+
+    if name not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    encoders = smp.encoders.get_encoder_names()
+    if encoder not in encoders and not encoder.startswith("tu-"):
+        raise InputError(f"unknown encoder {encoder!r}; choose one of {', '.join(encoders)}, or tu-<any timm model>")
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
-from aerialseg.nets import ARCHITECTURES, build_model, load_checkpoint
+from aerialseg.nets import ARCHITECTURES, build_model, check_architecture, load_checkpoint
 
 log = logging.getLogger(__name__)
 # Fields that may change between a run and its resumption (they do not change what is computed).
@@ -119,7 +119,7 @@ def _arch(config: TrainConfig, num_classes: int) -> dict[str, Any]:
         "in_channels": 3,
         "classes": num_classes,
     }
-    if config.arch == "unet":
+    if config.arch in ("unet", "unetplusplus", "manet"):  # the decoders with configurable widths
         arch["decoder_channels"] = list(config.decoder_channels)
     return arch
 
@@ -260,6 +260,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) the run described by ``config``; returns the best validation scores and paths."""
     check_config(config)
+    check_architecture(config.arch, config.encoder)  # a typo fails now, not after reading the data
     out = Path(config.out_dir)
     created = [p for p in (out, *out.parents) if not p.exists()]  # folders this run makes
     out.mkdir(parents=True, exist_ok=True)
