@@ -223,7 +223,7 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error(rgb_tif, colour_model, t
 def test_classes_from_sums_matches_argmax_with_ties_and_uncovered_pixels():
     """The plane-by-plane arg-max equals numpy's argmax (ties -> lowest id), uncovered pixels are nodata,
     and confidence is floor(100 * largest / total)."""
-    from aerialseg.predict import classes_from_sums
+    from aerialseg.inference import classes_from_sums
 
     rng = np.random.default_rng(3)
     core = rng.integers(0, 2**26, (5, 64, 80), dtype=np.uint32)
