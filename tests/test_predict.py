@@ -16,7 +16,8 @@ from aerialseg import classify
 from aerialseg.errors import Cancelled, ModelError, RasterError
 from aerialseg.raster import read_class_table
 from aerialseg.runtime import gpu_present
-from conftest import RASTERS, expected_classes, read_band, scene, write_raster
+from conftest import expected_classes, read_band, scene, write_raster
+from shared_data import RASTERS, needs_shared_data
 
 
 def _md5(path: Path) -> str:
@@ -194,6 +195,7 @@ def test_confidence_raster(rgb_tif, colour_model, tmp_path):
     assert (tmp_path / "conf.qml").exists()
 
 
+@needs_shared_data(RASTERS / "nl_aerial_rd_new_1210x718.tif", RASTERS / "rasterio_RGB.byte.tif")
 def test_real_orthophotos_keep_their_grid_and_nodata(tmp_path, colour_model):
     for name in ("nl_aerial_rd_new_1210x718.tif", "rasterio_RGB.byte.tif"):
         src = RASTERS / name
