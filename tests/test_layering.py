@@ -8,6 +8,7 @@ cycle, that no module uses another's private names, and that only the command li
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,12 @@ def test_the_checks_catch_what_they_look_for():
     tree = ast.parse("def f():\n    from aerialseg.predict import _Run\n    from aerialseg import style\n"
                      "    return style._hidden\n")
     assert _private_uses(tree, "x", {"predict", "style"}) == ["x:2 imports predict._Run", "x:4 uses style._hidden"]
+
+
+def test_the_architecture_doc_shows_the_same_layers():
+    """docs/architecture.md's layer table lists the modules of LAYERS, layer by layer, in the same order."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = [line.split("|") for line in text.split("## Who calls whom")[0].splitlines()
+            if line.startswith("| ") and "`" in line.split("|")[2]]
+    documented = [(cells[1].strip(), set(re.findall(r"`([\w]+)`", cells[2]))) for cells in rows]
+    assert documented == LAYERS
