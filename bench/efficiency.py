@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from _common import DEFAULT_WORKDIR, cached_mosaic
-from aerialseg.predict import _tile_geometry, classify
+from aerialseg.inference import tile_geometry
+from aerialseg.predict import classify
 from aerialseg.raster import open_raster, working_grid
 from aerialseg.runtime import OnnxModel, resolve_model
 from aerialseg.tiling import TileGrid
@@ -76,7 +77,7 @@ def main() -> None:
     batch = a.batch_size or (8 if net.device == "cuda" else 1)
     raster = cached_mosaic(a.workdir, a.size, card.gsd_m)
     out = a.workdir / f"efficiency_{a.size}.tif"
-    tile, ov = _tile_geometry(card.tile_size, card.overlap, None, None)
+    tile, ov = tile_geometry(card.tile_size, card.overlap, None, None)
     with open_raster(raster) as ds:
         grid, mp = working_grid(ds, card), ds.width * ds.height / 1e6
     tiles = TileGrid.create(grid.height, grid.width, tile, ov)

@@ -56,7 +56,7 @@ def decode_once(path: Path) -> float:
 def model_only(path: Path) -> tuple[float, int]:
     import rasterio
 
-    from aerialseg.predict import plan_grid
+    from aerialseg.inference import plan_grid
     from aerialseg.runtime import load_model
 
     net = load_model(MODEL, "cpu", precision="fp32")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,6 @@ import rasterio
 from rasterio.transform import from_origin
 
 from tinymodels import colour_card, write_colour_model
-
-# Set by setup.sh (which also finds it beside the checkout a clone came from); else ../shared/data.
-SHARED_DATA = Path(os.environ.get("AERIALSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-RASTERS = SHARED_DATA / "rasters"
 
 
 def scene(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 
 from aerialseg.choose import choose_model, resolve_auto
 from aerialseg.errors import InputError
-from conftest import RASTERS
+from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card, write_colour_model
 
 BUILDINGS, LANDCOVER = "aerial-buildings-unet-r18", "dubai-landcover-unet-r18"
@@ -33,6 +33,8 @@ def test_only_models_with_the_classes_asked_for(tmp_path, monkeypatch):
         choose_model(0.1, ["glacier"])
 
 
+@needs_shared_data(*(RASTERS / n for n in ("nl_aerial_rd_new_1210x718.tif", "rasterio_RGB.byte.tif",
+                                            "neon_osbs_029_10cm.tif")))
 def test_resolve_auto_reads_the_input_and_keeps_explicit_choices():
     assert resolve_auto("auto", RASTERS / "nl_aerial_rd_new_1210x718.tif") == BUILDINGS  # 0.19 m
     assert resolve_auto(None, RASTERS / "rasterio_RGB.byte.tif") == LANDCOVER  # Landsat, 300 m
@@ -48,6 +50,7 @@ def _cli(*args, cwd=None):
                           timeout=300, cwd=cwd)
 
 
+@needs_shared_data(RASTERS / "nl_aerial_rd_new_1210x718.tif")
 @pytest.mark.slow
 def test_map_chooses_the_building_model_for_a_fine_orthophoto_and_squares_its_buildings(tmp_path):
     import pyogrio

@@ -24,8 +24,11 @@ import pytest
 import rasterio
 
 from aerialseg.card import CARD_KEY
-from conftest import RASTERS, expected_classes, read_band, scene, write_raster
+from conftest import expected_classes, read_band, scene, write_raster
+from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card
+
+pytestmark = pytest.mark.slow  # every test runs the command line as a subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,6 +195,7 @@ def test_classify_with_json_progress(inputs, hashes, tmp_path):
     assert _listing(tmp_path) == {"lc.tif", "lc.qml", "lc.tif.aux.xml"}
 
 
+@needs_shared_data(NL_RGBA)
 def test_classify_a_real_rgba_orthophoto_with_confidence(tmp_path, inputs):
     """The real RD New orthophoto (RGB + alpha), default progress mode, model given as a path."""
     before = _md5(NL_RGBA)

@@ -10,9 +10,10 @@ import pytest
 import rasterio
 from PIL import Image
 
+from aerialseg.cli import main as cli_main
 from aerialseg.datasets import DUBAI_CLASSES
 from aerialseg.errors import InputError, RasterError
-from aerialseg.evaluate import add_arguments, evaluate, main, run
+from aerialseg.evaluate import add_arguments, evaluate, run
 from aerialseg.metrics import confusion_matrix
 from trainkit import write_tif
 
@@ -120,5 +121,5 @@ def test_command_writes_json_and_png(tmp_path, capsys):
     assert "mIoU" in capsys.readouterr().out
     with pytest.raises(RasterError, match="cannot open"):
         run(parser.parse_args([str(pred_path), str(tmp_path / "missing.tif"), "--classes", "dubai"]))
-    assert main([str(pred_path), str(tmp_path / "missing.tif"), "--classes", "dubai"]) == 1
+    assert cli_main(["evaluate", str(pred_path), str(tmp_path / "missing.tif"), "--classes", "dubai"]) == 1
     assert "cannot open" in capsys.readouterr().err

@@ -15,6 +15,8 @@ from aerialseg.nets import build_model
 from aerialseg.train import TrainConfig, train
 from trainkit import make_dubai, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
+pytestmark = pytest.mark.slow  # every test trains a checkpoint
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

@@ -9,10 +9,12 @@ import rasterio
 
 from aerialseg.predict import classify
 from aerialseg.raster import ground_pixel_size
-from conftest import RASTERS, expected_classes, read_band, write_raster
+from conftest import expected_classes, read_band, write_raster
+from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card, write_colour_model
 
 NL = RASTERS / "nl_aerial_rd_new_1210x718.tif"
+pytestmark = needs_shared_data(NL)
 FACTOR = 8
 
 

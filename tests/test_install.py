@@ -209,6 +209,7 @@ def _copy_of_the_repository(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_the_demo_fails_early_without_a_usable_python(tmp_path):
     repo = _copy_of_the_repository(tmp_path / "repo")
     env = {**_clean_env(), "PYTHON": str(tmp_path / "no-python3")}

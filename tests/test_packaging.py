@@ -63,6 +63,7 @@ def test_the_bundled_models_live_in_the_package():
     assert not list((ROOT / "models").glob("*.onnx")), "models/ keeps only the training reports"
 
 
+@pytest.mark.slow
 def test_models_and_check_work_from_any_folder(tmp_path):
     r = _run("models", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -88,6 +89,7 @@ def _check_json(r: subprocess.CompletedProcess) -> dict:
     return last
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_working_install(tmp_path):
     r = _run("check", "--json", "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -97,6 +99,7 @@ def test_check_passes_on_a_working_install(tmp_path):
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_check_fails_without_any_model(bare_package, tmp_path):
     r = _run("check", "--json", pythonpath=bare_package, cwd=tmp_path)
     assert "no usable default model" in _one_error_line(r)
@@ -107,6 +110,7 @@ def test_check_fails_without_any_model(bare_package, tmp_path):
     _one_error_line(r)
 
 
+@pytest.mark.slow
 def test_check_fails_when_the_default_model_is_missing(bare_package, tmp_path, colour_model):
     models = bare_package / "aerialseg" / "models"
     models.mkdir()
@@ -120,6 +124,7 @@ def test_check_fails_when_the_default_model_is_missing(bare_package, tmp_path, c
         shutil.rmtree(models)
 
 
+@pytest.mark.slow
 def test_check_fails_when_a_model_cannot_be_loaded(tmp_path, colour_model):
     broken = tmp_path / "models"
     broken.mkdir()
@@ -129,6 +134,7 @@ def test_check_fails_when_a_model_cannot_be_loaded(tmp_path, colour_model):
     assert _check_json(r)["ok"] is False
 
 
+@pytest.mark.slow
 def test_check_fails_when_the_device_asked_for_does_not_work(tmp_path):
     r = _run("check", "--json", "--device", "cuda", cwd=tmp_path)
     report = _check_json(r)
@@ -138,6 +144,7 @@ def test_check_fails_when_the_device_asked_for_does_not_work(tmp_path):
         assert "does not run on device 'cuda'" in _one_error_line(r)
 
 
+@pytest.mark.slow
 def test_check_does_not_import_torch_unless_training_is_checked(tmp_path):
     r = _run("check", "--json", absent=EXTRAS["train"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -147,6 +154,7 @@ def test_check_does_not_import_torch_unless_training_is_checked(tmp_path):
     assert any("torch cannot be imported" in p for p in _check_json(r)["problems"])
 
 
+@pytest.mark.slow
 def test_check_of_the_cluster_extra(tmp_path):
     r = _run("check", "--json", "--cluster", absent=EXTRAS["cluster"], cwd=tmp_path)
     assert 'pip install "aerialseg[cluster]"' in _one_error_line(r)
@@ -155,6 +163,7 @@ def test_check_of_the_cluster_extra(tmp_path):
 # ---------------------------------------------------------------- missing extras: one line, which extra
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["train", "--help"], ["export", "--help"], ["train", "--dataset", "dubai"]])
 def test_training_commands_without_the_train_extra(argv):
     r = _run(*argv, absent=EXTRAS["train"])
@@ -162,6 +171,7 @@ def test_training_commands_without_the_train_extra(argv):
     assert f"'{argv[0]}' needs torch" in line and line.endswith('pip install "aerialseg[train]"')
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_the_train_extra(tmp_path, rgb_tif):
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"not read: torch is missing")
@@ -172,6 +182,7 @@ def test_a_checkpoint_without_the_train_extra(tmp_path, rgb_tif):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "rgb.tif"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"]])
 def test_cluster_options_without_the_cluster_extra(tmp_path, rgb_tif, colour_model, option):
     r = _run("classify", rgb_tif, tmp_path / "lc.tif", "-m", colour_model, *option, "--progress", "none",
@@ -181,6 +192,7 @@ def test_cluster_options_without_the_cluster_extra(tmp_path, rgb_tif, colour_mod
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.tif"]
 
 
+@pytest.mark.slow
 def test_evaluate_runs_on_the_base_install(tmp_path):
     import numpy as np
 
@@ -198,6 +210,7 @@ def test_evaluate_runs_on_the_base_install(tmp_path):
 # ---------------------------------------------------------------- start-up
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["classify", "--help"], ["map", "--help"],
                                   ["check", "--help"], ["evaluate", "--help"]])
 def test_version_and_help_import_nothing_heavy(argv):

@@ -16,7 +16,8 @@ from aerialseg import classify
 from aerialseg.errors import Cancelled, ModelError, RasterError
 from aerialseg.raster import read_class_table
 from aerialseg.runtime import gpu_present
-from conftest import RASTERS, expected_classes, read_band, scene, write_raster
+from conftest import expected_classes, read_band, scene, write_raster
+from shared_data import RASTERS, needs_shared_data
 
 
 def _md5(path: Path) -> str:
@@ -194,6 +195,7 @@ def test_confidence_raster(rgb_tif, colour_model, tmp_path):
     assert (tmp_path / "conf.qml").exists()
 
 
+@needs_shared_data(RASTERS / "nl_aerial_rd_new_1210x718.tif", RASTERS / "rasterio_RGB.byte.tif")
 def test_real_orthophotos_keep_their_grid_and_nodata(tmp_path, colour_model):
     for name in ("nl_aerial_rd_new_1210x718.tif", "rasterio_RGB.byte.tif"):
         src = RASTERS / name
@@ -223,7 +225,7 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error(rgb_tif, colour_model, t
 def test_classes_from_sums_matches_argmax_with_ties_and_uncovered_pixels():
     """The plane-by-plane arg-max equals numpy's argmax (ties -> lowest id), uncovered pixels are nodata,
     and confidence is floor(100 * largest / total)."""
-    from aerialseg.predict import classes_from_sums
+    from aerialseg.inference import classes_from_sums
 
     rng = np.random.default_rng(3)
     core = rng.integers(0, 2**26, (5, 64, 80), dtype=np.uint32)

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
-import aerialseg.predict
+import aerialseg.inference
 from aerialseg import classify
 from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import ModelError, OutputError, RasterError
@@ -73,7 +73,7 @@ def test_fine_inputs_are_written_in_bounded_strips(tmp_path, gsd_model, monkeypa
     """A coarse working block covers many input pixels: written strip by strip, same result."""
     src = write_raster(tmp_path / "fine.tif", scene(400, 300), transform=from_origin(500000, 4000000, 0.1, 0.1))
     whole = read_band(classify(src, tmp_path / "a.tif", gsd_model))
-    monkeypatch.setattr(aerialseg.predict, "WRITE_STRIP_PIXELS", 1000)
+    monkeypatch.setattr(aerialseg.inference, "WRITE_STRIP_PIXELS", 1000)
     np.testing.assert_array_equal(read_band(classify(src, tmp_path / "b.tif", gsd_model)), whole)
 
 

@@ -24,7 +24,7 @@ import pytest
 from conftest import scene, write_raster
 from test_qgis_plugin import ENGINE, QGIS_PROCESS, QGIS_PYTHON, _qgis_env, qgis_python
 
-pytestmark = pytest.mark.qgis
+pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # runs qgis_process
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = "aerialseg:installengine"

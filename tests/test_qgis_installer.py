@@ -261,6 +261,7 @@ def plugin_zip(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_plugin_zip_ships_the_engine_wheel_within_the_repository_rules(plugin_zip):
     assert plugin_zip.stat().st_size <= 25 * 1024 * 1024
     with zipfile.ZipFile(plugin_zip) as zf:
@@ -287,6 +288,7 @@ def test_plugin_zip_ships_the_engine_wheel_within_the_repository_rules(plugin_zi
     assert "Install or update the AerialSeg engine" in meta["about"]
 
 
+@pytest.mark.slow
 def test_packaging_refuses_a_compiled_wheel(tmp_path):
     bad = tmp_path / "aerialseg-0.3.0-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(bad, "w") as zf:
@@ -296,6 +298,7 @@ def test_packaging_refuses_a_compiled_wheel(tmp_path):
     assert proc.returncode != 0 and "pure-Python" in proc.stderr and not (tmp_path / "p.zip").exists()
 
 
+@pytest.mark.slow
 def test_engine_wheel_is_built_from_a_clean_copy(tmp_path, monkeypatch):
     """setuptools reuses build/lib: a module deleted from core/ but left there must not ship in the wheel."""
     sys.path.insert(0, str(REPO / "scripts"))

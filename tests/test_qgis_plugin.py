@@ -26,10 +26,11 @@ import rasterio
 from rasterio.transform import from_origin
 
 from aerialseg import datasets as ds
-from conftest import RASTERS, expected_classes, read_band, scene, write_raster
+from conftest import expected_classes, read_band, scene, write_raster
+from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card, write_colour_model
 
-pytestmark = pytest.mark.qgis
+pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # runs qgis_process
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = REPO / ".venv" / "bin" / "aerialseg"
@@ -224,6 +225,7 @@ def test_missing_engine_says_how_to_install(profile, scene_tif, tmp_path):
 # ---------------------------------------------------------------- classify, vectorize, map
 
 
+@needs_shared_data(ORTHO)
 def test_classify_a_real_orthophoto_with_confidence(profile, colour_model, tmp_path):
     out, conf = tmp_path / "out" / "lc.tif", tmp_path / "out" / "conf.tif"
     answer = run_alg(profile, "classify", INPUT=ORTHO, MODEL=colour_model, OUTPUT=out, OUTPUT_CONFIDENCE=conf)
@@ -239,6 +241,7 @@ def test_classify_a_real_orthophoto_with_confidence(profile, colour_model, tmp_p
     assert "runtime: ONNX Runtime" in log and "aerialseg classify" in log  # the engine's log and command line
 
 
+@needs_shared_data(ORTHO)
 def test_classify_on_a_dask_cluster_through_the_scheduler_parameter(profile, colour_model, tmp_path):
     """SCHEDULER sends the work to a real Dask scheduler (TCP on loopback); the output is the same bytes."""
     from distributed import LocalCluster
@@ -287,6 +290,7 @@ def test_vectorize_writes_styled_class_layers(profile, classes_tif, tmp_path):
             assert n > 0 and smallest >= 2
 
 
+@needs_shared_data(ORTHO)
 def test_map_a_real_orthophoto_in_one_step(profile, colour_model, tmp_path):
     raster, gpkg = tmp_path / "lc.tif", tmp_path / "features.gpkg"
     proc = qgis_process(profile, "run", "aerialseg:map", "--", f"INPUT={ORTHO}", f"MODEL={colour_model}",

@@ -33,7 +33,8 @@ from aerialseg.raster import (
     read_class_table,
     working_grid,
 )
-from conftest import RASTERS, scene, write_raster
+from conftest import scene, write_raster
+from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card
 
 NL_RGBA = RASTERS / "nl_aerial_rd_new_1210x718.tif"
@@ -51,6 +52,7 @@ def _ground(path: Path) -> tuple[float, float] | None:
 # ---------------------------------------------------------------- open_raster
 
 
+@needs_shared_data(NL_RGBA)
 def test_open_raster_opens_a_real_orthophoto():
     with open_raster(NL_RGBA) as ds:
         assert (ds.width, ds.height, ds.count) == (1210, 718, 4)
@@ -137,6 +139,7 @@ def test_ground_pixel_size_in_us_feet(tmp_path):
     assert gx == pytest.approx(0.6096, rel=0.01) and gy == pytest.approx(0.6096, rel=0.01)
 
 
+@needs_shared_data(NL_RGBA)
 def test_ground_pixel_size_of_a_real_rd_new_orthophoto():
     with rasterio.open(NL_RGBA) as ds:
         gx, gy = ground_pixel_size(ds)
@@ -207,6 +210,7 @@ def test_working_grid_of_an_ungeoreferenced_image_is_native_with_a_warning(tmp_p
 # ---------------------------------------------------------------- bands
 
 
+@needs_shared_data(NL_RGBA)
 def test_data_bands_skips_alpha_of_a_real_rgba_orthophoto():
     with rasterio.open(NL_RGBA) as ds:
         assert ds.colorinterp[3] == ColorInterp.alpha
@@ -426,6 +430,7 @@ def test_committed_writer_makes_a_styled_cog_on_the_input_grid(tmp_path, rgb_tif
     assert "singlebandgray" in (tmp_path / "lc_conf.qml").read_text()
 
 
+@needs_shared_data(NL_RGBA)
 def test_a_large_class_raster_gets_nearest_neighbour_overviews(tmp_path):
     """On the grid of a real 1210 x 718 orthophoto: overviews exist and hold class ids only (no averaging)."""
     checker = np.where(np.add.outer(np.arange(718), np.arange(1210)) % 2 == 0, 0, 2).astype(np.uint8)

@@ -18,6 +18,8 @@ from aerialseg.train import TrainConfig, add_arguments, config_from_args, train
 from aerialseg.training_io import predict_logits
 from trainkit import make_dubai, make_folder, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
+pytestmark = pytest.mark.slow  # every test trains
+
 TINY = {
     "encoder": "resnet18",
     "encoder_depth": 3,

@@ -42,6 +42,7 @@ from rasterio.windows import Window
 
 from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError, RasterError, first_line
+from aerialseg.inference import BlockBlender, classes_from_sums, plan_grid, predict_batch, tile_batches, write_block
 from aerialseg.raster import (
     ClassRasterWriter,
     TileReader,
@@ -95,7 +96,7 @@ class BlockJob:
 _MODEL_LOCK = threading.Lock()
 
 
-def _worker_model(path: str, device: str, threads: int | None, precision: str = "auto") -> Model:
+def worker_model(path: str, device: str, threads: int | None, precision: str = "auto") -> Model:
     """One model per worker process, loaded with the first block that needs it."""
     with _MODEL_LOCK:
         return _cached_model(path, device, threads, precision)
@@ -130,12 +131,10 @@ _CONTEXT_LOCK = threading.Lock()
 
 def _context(job: BlockJob) -> _Context:
     """The model, grids and normalisation of a job, made once per worker process."""
-    from aerialseg.predict import plan_grid
-
     key = job.key()
     with _CONTEXT_LOCK:  # a worker may run several tasks at once, in threads
         if key not in _CONTEXTS:
-            net = _worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads), job.precision)
+            net = worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads), job.precision)
             with open_raster(job.input) as ds:
                 grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size,
                                         job.input_gsd)
@@ -158,21 +157,19 @@ def _compute_block(job: BlockJob, row: int, col: int) -> tuple[Any, ...]:
 
     A block finished in an earlier run only hands out its saved margins (no model run, no sums).
     """
-    from aerialseg.predict import _predict, _Run, _tile_batches
-
     saved = _spill_path(job, row, col)
     if _piece_path(job, row, col).exists() and saved.exists():
         return (None, *_load_spills(saved))
     ctx = _context(job)
-    run = _Run(ctx.net, ctx.tiles, job.tta, lambda done, total: None, lambda: False)
+    run = BlockBlender(ctx.net, ctx.tiles, job.tta, lambda done, total: None, lambda: False)
     block = ctx.tiles.block_at(row, col)
-    sums = run._start(block)
+    sums = run.start(block)
     batch = job.batch_size or (8 if ctx.net.device == "cuda" else 1)
     reader = TileReader(job.input, ctx.net.card, ctx.grid, ctx.gain, ctx.offset)
-    for b in _tile_batches(reader, ctx.tiles, batch, [block]):
+    for b in tile_batches(reader, ctx.tiles, batch, [block]):
         if b.images is not None:
-            run._add(sums, block, b.tiles, _predict(ctx.net, b.images, job.tta))
-    run._pass_spills(block, sums)  # in memory (no spill_dir): right, below, below-right
+            run.add(sums, block, b.tiles, predict_batch(ctx.net, b.images, job.tta))
+    run.pass_spills(block, sums)  # in memory (no spill_dir): right, below, below-right
     spills: list[Any] = [run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))]
     _save_spills(saved, spills)
     return np.ascontiguousarray(sums[:, : block.height, : block.width]), *spills
@@ -197,8 +194,6 @@ def _load_spills(path: Path) -> tuple[Spill | None, Spill | None, Spill | None]:
 
 def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *incoming: Spill | None) -> dict:
     """Add the neighbours' margins, classify and write block (row, col) as a piece; a small summary back."""
-    from aerialseg.predict import _write_block, classes_from_sums
-
     piece = _piece_path(job, row, col)
     if sums is None:  # done in an earlier run
         return {"row": row, "col": col, "resumed": True}
@@ -210,7 +205,7 @@ def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *i
         sums[:, y - block.y0 : y - block.y0 + part.shape[1], x - block.x0 : x - block.x0 + part.shape[2]] += part
     classes, confidence = classes_from_sums(sums, job.confidence)
     with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
-        _write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
+        write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
     valid = bool((classes != NODATA_CLASS).any())
     return {"row": row, "col": col, "resumed": False, "valid": valid, "written": piece.exists()}
 
@@ -277,8 +272,6 @@ def classify_on_cluster(
                    host_threads=host_threads(client), **options)
     card = model_card(net_path)  # the workers load the model itself
     with open_raster(input) as ds:
-        from aerialseg.predict import plan_grid
-
         check_bands(ds, card, input)
         _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size, job.input_gsd)
         megapixels = ds.width * ds.height / 1e6

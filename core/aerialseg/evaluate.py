@@ -4,7 +4,7 @@ The reference holds class ids, or colours (an RGB or palette raster) looked up i
 Prediction pixels equal to the nodata class (255) and reference pixels outside the classes (or equal
 to 255) are ignored. Only one block of each raster is in memory at a time.
 
-Command line: ``python -m aerialseg.evaluate PREDICTION REFERENCE --classes dubai --json out.json``.
+Command line: ``aerialseg evaluate PREDICTION REFERENCE --classes dubai --json out.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -227,14 +226,3 @@ def _write_outputs(result: dict[str, Any], json_path: str, png_path: str) -> Non
             plot_confusion(result, png_path)
     except OSError as e:
         raise OutputError(f"cannot write the evaluation report: {e}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.evaluate``: the same as ``aerialseg evaluate``."""
-    from aerialseg.cli import main as cli_main
-
-    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,9 +9,7 @@ sample and must agree, or the export fails and no file is left behind.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,14 +188,3 @@ def run(args: argparse.Namespace, rep: Any = None) -> int:
         f"metrics {dict(card.metrics).get('validation', {})}"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.export``: the same as ``aerialseg export``."""
-    from aerialseg.cli import main as cli_main
-
-    return cli_main(["export", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -169,12 +169,12 @@ def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: d
 
 def classify_file(src: str, dst: str, model: str, options: dict[str, Any]) -> str:
     """Classify one input into ``dst`` unless an earlier run did (a task on a worker, or a loop step)."""
-    from aerialseg.distributed import _worker_model, worker_threads
+    from aerialseg.distributed import worker_model, worker_threads
     from aerialseg.predict import classify
 
     if not Path(dst).exists():
         threads = options.get("threads") or worker_threads(options.get("host_threads", {}))
-        net = _worker_model(model, options.get("device", "auto"), threads, options.get("precision", "auto"))
+        net = worker_model(model, options.get("device", "auto"), threads, options.get("precision", "auto"))
         opts = {k: v for k, v in options.items() if k not in ("device", "threads", "host_threads", "precision")}
         classify(src, dst, net, **opts)
     return dst

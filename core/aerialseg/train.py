@@ -6,7 +6,7 @@ command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``
 (see :func:`build_model`), ``card`` (a :class:`ModelCard` dict), ``state_dict`` (the network returns
 logits) and the optimiser, scheduler, epoch and early-stopping state.
 
-Command line: ``python -m aerialseg.train --help``.
+Command line: ``aerialseg train --help``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import math
 import random
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -569,14 +568,3 @@ def run(args: argparse.Namespace, rep: Any = None) -> int:
     else:
         print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aerialseg.train``: the same as ``aerialseg train``."""
-    from aerialseg.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The engine's module graph: one acyclic stack of layers (docs/architecture.md).
+
+Reads every module of ``core/aerialseg`` with ``ast``, imports inside functions included, and checks that
+each import of another aerialseg module goes down the stack or stays within a layer, that there is no
+cycle, that no module uses another's private names, and that only the command line imports it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "core" / "aerialseg"
+
+# Bottom to top. A module may import modules of its own layer or of the layers below.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("leaves", {"errors", "_version", "card", "tiling", "metrics", "presets", "style", "scratch", "download"}),
+    ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets"}),
+    ("inference core", {"inference", "choose"}),
+    ("cluster backend", {"distributed"}),
+    ("stages", {"predict", "vectorize", "evaluate", "losses", "training_io", "train", "export"}),
+    ("orchestration", {"mosaic"}),
+    ("package", {"__init__"}),
+    ("command line", {"cli"}),
+]
+LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.glob("*.py"))}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _imports(tree: ast.Module, known: set[str]) -> list[tuple[str, list[str], int]]:
+    """(aerialseg module, names imported from it, line) for every import in ``tree``, nested ones included."""
+    found: list[tuple[str, list[str], int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name.split(".")[1], [], node.lineno) for a in node.names
+                      if a.name.startswith("aerialseg.")]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            names = [a.name for a in node.names]
+            if node.module == "aerialseg":  # from aerialseg import style: the submodule (else the package)
+                found += [(n, [], node.lineno) if n in known else ("__init__", [n], node.lineno) for n in names]
+            elif node.module.startswith("aerialseg."):
+                found.append((node.module.split(".")[1], names, node.lineno))
+    return found
+
+
+def _module_aliases(tree: ast.Module, known: set[str]) -> set[str]:
+    """Local names bound to aerialseg modules (``from aerialseg import style``, ``import aerialseg.x as y``)."""
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "aerialseg":
+            aliases |= {a.asname or a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.asname and a.name.startswith("aerialseg.")}
+    return aliases
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: {m for m, _, _ in _imports(tree, known) if m != name} for name, tree in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a list of modules, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_every_module_has_a_layer():
+    assert sorted(set(_modules()) - set(LAYER_OF)) == []
+
+
+def test_no_import_cycle():
+    assert _cycle(_graph()) is None
+
+
+def test_imports_go_down_the_stack():
+    upward = [f"{src} ({LAYERS[LAYER_OF[src]][0]}) imports {dst} ({LAYERS[LAYER_OF[dst]][0]})"
+              for src, targets in _graph().items() for dst in sorted(targets)
+              if src in LAYER_OF and dst in LAYER_OF and LAYER_OF[dst] > LAYER_OF[src]]
+    assert upward == []
+
+
+def test_only_the_command_line_imports_it():
+    assert sorted(src for src, targets in _graph().items() if "cli" in targets and src != "cli") == []
+
+
+def _private_uses(tree: ast.Module, name: str, known: set[str]) -> list[str]:
+    """Private names of other aerialseg modules that ``tree`` imports or reads as module attributes."""
+    uses = [f"{name}:{line} imports {m}.{n}" for m, names, line in _imports(tree, known)
+            for n in names if _is_private(n) and m != name]
+    aliases = _module_aliases(tree, known)
+    uses += [f"{name}:{node.lineno} uses {node.value.id}.{node.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+             and node.value.id in aliases and _is_private(node.attr)]
+    return uses
+
+
+def test_no_module_uses_another_modules_private_names():
+    modules = _modules()
+    known = set(modules)
+    assert [use for name, tree in modules.items() for use in _private_uses(tree, name, known)] == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bench").glob("*.py")), ids=lambda p: p.name)
+def test_benchmarks_use_public_names_only(path):
+    assert _private_uses(ast.parse(path.read_text()), path.stem, set(_modules())) == []
+
+
+def test_the_checks_catch_what_they_look_for():
+    """The checker itself: a cycle, a private import and an upward import are all found."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    tree = ast.parse("def f():\n    from aerialseg.predict import _Run\n    from aerialseg import style\n"
+                     "    return style._hidden\n")
+    assert _private_uses(tree, "x", {"predict", "style"}) == ["x:2 imports predict._Run", "x:4 uses style._hidden"]
+
+
+def test_the_architecture_doc_shows_the_same_layers():
+    """docs/architecture.md's layer table lists the modules of LAYERS, layer by layer, in the same order."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = [line.split("|") for line in text.split("## Who calls whom")[0].splitlines()
+            if line.startswith("| ") and "`" in line.split("|")[2]]
+    documented = [(cells[1].strip(), set(re.findall(r"`([\w]+)`", cells[2]))) for cells in rows]
+    assert documented == LAYERS
