@@ -415,10 +415,11 @@ def test_bad_input_gives_a_readable_error_and_no_output(case, profile, colour_mo
 
 @pytest.fixture(scope="module")
 def big_tif(data) -> Path:
-    """2000 x 2000 px: with 16 px tiles, no overlap and batches of one, the tiny model needs many seconds."""
-    img = np.zeros((3, 2000, 2000), np.uint8)
-    img[0, :, :1000] = 230
-    img[2, 1000:, :] = 230
+    """4000 x 4000 px: with 16 px tiles, no overlap and batches of one, the tiny model needs many seconds (2000 px
+    could finish before a busy machine's qgis_process had relayed the first progress line)."""
+    img = np.zeros((3, 4000, 4000), np.uint8)
+    img[0, :, :2000] = 230
+    img[2, 2000:, :] = 230
     return write_raster(data / "big.tif", img)
 
 

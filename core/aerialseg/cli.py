@@ -170,10 +170,11 @@ class Reporter:
             raise Cancelled("the process reading the progress went away; stopped, no output written") from None
 
     def result(self, **outputs: Any) -> None:
-        """Report the outputs of a successful run."""
+        """Report the outputs of a successful run (complete and in place: a reader gone by now cancels nothing)."""
         self._close_bar()
         if self.mode == "json":
-            self.emit({"type": "result", **{k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}})
+            with contextlib.suppress(Cancelled):
+                self.emit({"type": "result", **{k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}})
 
     def fail(self, message: str, status: int) -> int:
         """Report an error in one line and return the exit status."""
