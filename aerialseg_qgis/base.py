@@ -159,10 +159,11 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterString("CLASSES", tr("Classes to extract"), defaultValue=DEFAULT_CLASSES),
                  "Comma-separated class names or ids of the class raster. The default (building,road,water) "
                  "takes those of them the raster has; any other list must name existing classes.")
-        self.add(QgsProcessingParameterNumber("MIN_AREA", tr("Minimum area (m²)"), DOUBLE, defaultValue=1.0,
-                                              minValue=0.0),
+        self.add(QgsProcessingParameterNumber("MIN_AREA", tr("Minimum area (m², pixels without georeferencing)"),
+                                              DOUBLE, optional=True, minValue=0.0),
                  "Polygons smaller than this ground area (square metres, measured on the ground in any CRS) are "
-                 "dropped.")
+                 "dropped. On an image without georeferencing (and no Input pixel size) it is in pixels. Empty: "
+                 "1 m², or 16 pixels without georeferencing.")
         self.add(QgsProcessingParameterNumber("SIMPLIFY", tr("Simplification tolerance (m)"), DOUBLE, optional=True,
                                               minValue=0.0),
                  "Douglas-Peucker tolerance in ground metres. Empty: one pixel's ground size (straightens pixel "
@@ -176,7 +177,8 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         text = self.parameterAsString(parameters, "CLASSES", context) or ""
         classes = ",".join(c.strip() for c in text.split(",") if c.strip())
         args = [] if classes in ("", DEFAULT_CLASSES) else ["--classes", classes]
-        args += ["--min-area", repr(self.parameterAsDouble(parameters, "MIN_AREA", context))]
+        if given(parameters, "MIN_AREA"):
+            args += ["--min-area", repr(self.parameterAsDouble(parameters, "MIN_AREA", context))]
         if given(parameters, "SIMPLIFY"):
             args += ["--simplify", repr(self.parameterAsDouble(parameters, "SIMPLIFY", context))]
         if self.parameterAsBoolean(parameters, "REGULARIZE", context):

@@ -5,11 +5,13 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from .base import AerialSegAlgorithm, tr
+from .base import AerialSegAlgorithm, given, tr
 from .layers import (
     RASTER_EXTENSIONS,
+    input_name,
     load_gpkg_layers,
     move_raster_outputs,
+    new_stack,
     remove_raster_outputs,
     staged_raster,
     style_raster_on_load,
@@ -37,6 +39,8 @@ class MapAlgorithm(AerialSegAlgorithm):
         raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
         vector_args = self.vector_args(parameters, context)  # bad values fail before the long part
+        if given(parameters, "INPUT_GSD"):  # areas in square metres on an image without georeferencing
+            vector_args += ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
         staged = staged_raster(raster)  # the old raster stays until the new polygons are written too
         self.engine(["classify", source, staged, *self.model_args(parameters, context), "--overwrite"], feedback,
                     (0.0, CLASSIFY_SHARE))
@@ -46,6 +50,7 @@ class MapAlgorithm(AerialSegAlgorithm):
             remove_raster_outputs(staged)
             raise
         move_raster_outputs(staged, raster)
-        style_raster_on_load(context, raster)
-        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg)))
+        name, stack = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context)), new_stack()
+        style_raster_on_load(context, raster, f"{name} land cover", stack)
+        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg, name, stack)))
         return {"OUTPUT_RASTER": raster, "OUTPUT_VECTOR": gpkg}

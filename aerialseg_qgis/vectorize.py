@@ -3,14 +3,15 @@
 from qgis.core import QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorDestination
 
 from .base import AerialSegAlgorithm, tr
-from .layers import load_gpkg_layers
+from .layers import input_name, load_gpkg_layers
 
 
 class VectorizeAlgorithm(AerialSegAlgorithm):
     NAME, DISPLAY, ICON = "vectorize", "Vectorise classes (buildings, roads, water)", "vectorize.svg"
     HELP = ("Turns a class raster written by Classify land cover into clean polygons: one GeoPackage layer per "
-            "class (fields class_id, class_name, area_m2), merged across block seams, small polygons dropped, "
-            "outlines simplified in ground metres and, optionally, buildings squared.\n\n"
+            "class (fields class_id, class_name, area_m2; area_px without georeferencing), merged across block "
+            "seams, small polygons dropped, outlines simplified in ground metres and, optionally, buildings "
+            "squared.\n\n"
             "Every class layer opens styled in the class colour (styles stored in the GeoPackage).")
 
     def initAlgorithm(self, config=None):
@@ -23,6 +24,7 @@ class VectorizeAlgorithm(AerialSegAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         source = self.input_raster(parameters, "INPUT", context, feedback)
         output = self.output_path(parameters, "OUTPUT", context, (".gpkg",))
+        prefix = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context))
         self.engine(["vectorize", source, output, *self.vector_args(parameters, context), "--overwrite"], feedback)
-        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, output)))
+        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, output, prefix)))
         return {"OUTPUT": output}
