@@ -584,6 +584,11 @@ def test_automatic_model_and_input_pixel_size_for_an_image_without_georeferencin
     assert "resampling: input 1.000 x 1.000 m/px -> model 2.000 m/px" in log
     with rasterio.open(out) as dst:
         assert dst.shape == (200, 240)
+    features = tmp_path / "f.gpkg"  # map passes INPUT_GSD on to vectorise: areas in square metres
+    run_alg(profile, "map", INPUT=png, INPUT_GSD=1.0, OUTPUT_RASTER=tmp_path / "m.tif", OUTPUT_VECTOR=features)
+    with sqlite3.connect(features) as db:
+        tables = [r[0] for r in db.execute("SELECT table_name FROM gpkg_geometry_columns")]
+        assert tables and all("area_m2" in {r[1] for r in db.execute(f'PRAGMA table_info("{t}")')} for t in tables)
 
 
 # ---------------------------------------------------------------- the QGIS window: results, model list
@@ -644,7 +649,7 @@ def test_map_results_load_in_order_named_after_the_input_without_crs_errors(prof
     ]
     with sqlite3.connect(tmp_path / "a_f.gpkg") as db:
         assert {r[0] for r in db.execute("SELECT srs_id FROM gpkg_geometry_columns")} == {-1}
-        assert "area_px" in {r[1] for r in db.execute('PRAGMA table_info("building")')}
+        assert db.execute('SELECT min(area_px) FROM "building"').fetchone()[0] >= 16  # MIN_AREA empty: 16 px
 
 
 def test_model_list_names_each_model_once_with_purpose_and_resolution(profile):
