@@ -322,6 +322,7 @@ def test_raster_without_georeferencing_has_pixel_areas_and_no_made_up_crs(tmp_pa
     with sqlite3.connect(out) as db:
         assert [r[0] for r in db.execute("SELECT srs_id FROM gpkg_geometry_columns")] == [-1]
         assert db.execute("SELECT count(*) FROM gpkg_spatial_ref_sys WHERE srs_id = 99999").fetchone()[0] == 0
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10300  # GeoPackage 1.3: QGIS 3.22 reads it quietly
     metres = layer(vectorize(src, tmp_path / "m.gpkg", classes=["Building"], pixel_size_m=0.5), "Building")
     assert sorted(metres.area_m2) == [2.25, 5.0]  # 9 and 20 px of 0.25 m²: both above the default 1 m²
     assert metres.total_bounds.tolist() == [2, -15, 14, -2]  # still on the raster's pixel grid

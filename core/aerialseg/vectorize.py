@@ -64,6 +64,7 @@ MAX_SQUARING_AREA_CHANGE = 0.2  # ... nor squared outlines changing it more than
 MIN_AREA_M2 = 1.0  # default minimum polygon area on rasters with a known ground size ...
 MIN_AREA_PX = 16  # ... and, in pixels, on rasters without one (a 4 x 4 px speck is noise)
 UNDEFINED_CARTESIAN_SRS = "-1"  # the GeoPackage spec's srs_id for coordinates without a CRS
+GPKG_VERSION = "1.3"  # GDAL before 3.9 (QGIS 3.22's, for one) warns on every open of a 1.4 GeoPackage
 # Output formats by extension; all but GeoPackage hold one layer, with every class in it.
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON",
                   ".fgb": "FlatGeobuf"}
@@ -373,7 +374,8 @@ class _Writer:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*crs.*was not provided")
             pyogrio.write_dataframe(df, self.path, layer=self.layer or cls.name, driver="GPKG", append=True,
-                                    geometry_type="Polygon", layer_options=no_crs)
+                                    geometry_type="Polygon", layer_options=no_crs,
+                                    dataset_options={"VERSION": GPKG_VERSION})
         self.counts[cls.id] = self.counts.get(cls.id, 0) + len(geoms)
 
 
