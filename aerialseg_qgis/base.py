@@ -19,7 +19,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .engine import configured_scheduler, run_engine
-from .layers import output_error, raster_source
+from .layers import open_without_made_up_crs, output_error, raster_source
 
 ICONS = Path(__file__).resolve().parent / "icons"
 GROUPS = {"mapping": "Land-cover mapping", "models": "Models", "setup": "Set-up"}
@@ -39,6 +39,7 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
     NAME = DISPLAY = HELP = ""
     GROUP = "mapping"
     ICON = "aerialseg.svg"
+    polygons = ""  # the GeoPackage this run wrote, if any (see postProcessAlgorithm)
 
     def name(self) -> str:
         return self.NAME
@@ -214,6 +215,12 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{self.parameterDefinition(name).description()}: {error}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return str(Path(path).absolute())
+
+    def postProcessAlgorithm(self, context: QgsProcessingContext, feedback) -> dict:
+        """In the main thread, before QGIS loads the outputs: polygons of images without georeferencing get no CRS."""
+        if self.polygons:
+            open_without_made_up_crs(context, self.polygons)
+        return {}  # the results of processAlgorithm stand
 
     def engine(self, args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
         """Run ``aerialseg <args>`` out of process (see engine.run_engine)."""

@@ -244,6 +244,22 @@ def load_gpkg_layers(context: QgsProcessingContext, gpkg: str, prefix: str = "",
     return names
 
 
+def open_without_made_up_crs(context: QgsProcessingContext, gpkg: str) -> None:
+    """Open the GeoPackage's class layers about to be loaded, giving those of an image without georeferencing no CRS.
+
+    QGIS takes an output it finds in the context's temporary layer store as it is: so these layers never enter the
+    project with GDAL's placeholder CRS (QGIS would show 'No transform available' at once). Call it from
+    postProcessAlgorithm (the main thread).
+    """
+    for uri in context.layersToLoadOnCompletion():
+        if not uri.startswith(f"{gpkg}|layername="):
+            continue
+        layer = QgsVectorLayer(uri, "", "ogr")
+        if layer.isValid() and _undefined(layer.crs()):
+            layer.setCrs(QgsCoordinateReferenceSystem())
+            context.temporaryLayerStore().addMapLayer(layer)
+
+
 def new_stack() -> _Stack:
     """The layer order of one run's outputs (see _Stack)."""
     return _Stack()

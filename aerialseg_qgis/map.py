@@ -53,4 +53,5 @@ class MapAlgorithm(AerialSegAlgorithm):
         name, stack = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context)), new_stack()
         style_raster_on_load(context, raster, f"{name} land cover", stack)
         feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg, name, stack)))
+        self.polygons = gpkg
         return {"OUTPUT_RASTER": raster, "OUTPUT_VECTOR": gpkg}

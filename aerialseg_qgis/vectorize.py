@@ -27,4 +27,5 @@ class VectorizeAlgorithm(AerialSegAlgorithm):
         prefix = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context))
         self.engine(["vectorize", source, output, *self.vector_args(parameters, context), "--overwrite"], feedback)
         feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, output, prefix)))
+        self.polygons = output
         return {"OUTPUT": output}

@@ -598,8 +598,10 @@ LOAD_LIKE_THE_DIALOG = r"""
 from qgis.PyQt.QtCore import QSize
 project = QgsProject.instance()
 project.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))  # a new project's CRS in the QGIS window
-messages = []
+messages, added = [], []
 QgsApplication.messageLog().messageReceived.connect(lambda text, tag, level: messages.append(text))
+crs_name = lambda layer: layer.crs().authid() or layer.crs().description()
+project.layerWasAdded.connect(lambda layer: added.append([layer.name(), crs_name(layer)]))
 runs = json.loads(sys.argv[1])
 for params in runs:  # runAndLoadResults loads outputs with handleAlgorithmResults, as the dialog does
     processing.runAndLoadResults("aerialseg:map", params)
@@ -618,7 +620,7 @@ job = QgsMapRendererSequentialJob(settings)
 job.start()
 job.waitForFinished()
 app.processEvents()
-print(json.dumps({"tree": tree, "messages": messages, "errors": [e.message for e in job.errors()]}))
+print(json.dumps({"tree": tree, "messages": messages, "errors": [e.message for e in job.errors()], "added": added}))
 """
 
 
@@ -639,6 +641,9 @@ def test_map_results_load_in_order_named_after_the_input_without_crs_errors(prof
     ]
     out = qgis_python(profile, LOAD_LIKE_THE_DIALOG, json.dumps(runs))
     assert [m for m in out["messages"] if "transform" in m.lower()] == [] and out["errors"] == []
+    crs_when_added = dict(out["added"])  # the window reports transform errors as soon as a layer is added
+    assert crs_when_added["drone building"] == crs_when_added["drone land cover"] == ""
+    assert crs_when_added["scene building"] == "EPSG:32633"
     assert out["tree"] == [  # top to bottom: the latest run on top, each run's polygons above its raster
         ["drone building", False, "singleSymbol", 1.0, False],
         ["drone water", False, "singleSymbol", 1.0, False],
