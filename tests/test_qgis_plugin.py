@@ -671,8 +671,9 @@ while first._combo.count() == at_once:
 items = [[first._combo.itemText(i), first._combo.itemData(i)] for i in range(first._combo.count())]
 first.setValue("aerial-buildings-unet-r18")
 second = widgets.ModelWidgetWrapper(param, QWidget())  # the list is cached per engine: filled at once
+plain = widgets.model_label("roofs", {"classes": [{"name": "roof"}, {"name": "pond"}]})  # a card saying little
 print(json.dumps({"at_once": at_once, "items": items, "picked": first.value(), "second": second._combo.count(),
-                  "automatic": second.value()}))
+                  "automatic": second.value(), "plain": plain}))
 """
     out = qgis_python(profile, script, gui=True)
     assert out["at_once"] == 1 and out["second"] == len(out["items"])
@@ -683,3 +684,4 @@ print(json.dumps({"at_once": at_once, "items": items, "picked": first.value(), "
     assert labels["aerial-buildings-unet-r18"] == "aerial-buildings-unet-r18 — buildings, drone/aerial ~0.13 m"
     assert labels["dubai-landcover-unet-r18"] == "dubai-landcover-unet-r18 — land cover, satellite ~2 m"
     assert out["picked"] == "aerial-buildings-unet-r18"
+    assert out["plain"] == "roofs — roof, pond, any resolution"
