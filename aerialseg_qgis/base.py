@@ -103,10 +103,9 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterExtent("EXTENT", tr("Processing extent"), optional=True),
                  "Only classify this part of the input (any CRS; snapped outwards to whole input pixels). The "
                  "outputs then cover this extent on the input's pixel grid. Empty: the whole input.")
-        self.add(QgsProcessingParameterNumber("INPUT_GSD", tr("Input pixel size (metres), for images without "
-                                              "georeferencing"), DOUBLE, optional=True, minValue=0.001),
-                 "The ground size of a pixel of an image that has no georeferencing (a drone JPG, a screenshot), "
-                 "so it is resampled to the model's resolution. Ignored for georeferenced rasters.", advanced=True)
+        self.add_gsd_parameter("The ground size of a pixel of an image that has no georeferencing (a drone JPG, a "
+                               "screenshot), so it is resampled to the model's resolution (and polygon areas are "
+                               "square metres). Ignored for georeferenced rasters.")
         self.add(QgsProcessingParameterNumber("TILE_SIZE", tr("Tile size (pixels)"), INT, optional=True, minValue=16),
                  "Model input tile in pixels. Empty: the model card's.", advanced=True)
         self.add(QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (pixels)"), INT, optional=True, minValue=0),
@@ -146,14 +145,25 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         tta = TTA_MODES[self.parameterAsEnum(parameters, "TTA", context)][1]
         if tta != "none":
             args += ["--tta", tta]
-        if given(parameters, "INPUT_GSD"):
-            args += ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
+        args += self.gsd_args(parameters, context)
         if not self.parameterAsBoolean(parameters, "RESAMPLE", context):
             args.append("--no-resample")
         scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()
         if scheduler:
             args += ["--scheduler", scheduler]
         return args
+
+    def add_gsd_parameter(self, help_text: str) -> None:
+        """INPUT_GSD (advanced): the pixel size of an input without georeferencing."""
+        self.add(QgsProcessingParameterNumber("INPUT_GSD", tr("Input pixel size (metres), for images without "
+                                              "georeferencing"), DOUBLE, optional=True, minValue=0.001),
+                 help_text, advanced=True)
+
+    def gsd_args(self, parameters: dict, context: QgsProcessingContext) -> list:
+        """Engine options for INPUT_GSD."""
+        if not given(parameters, "INPUT_GSD"):
+            return []
+        return ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
 
     def add_vector_parameters(self) -> None:
         """CLASSES, MIN_AREA, SIMPLIFY and REGULARIZE of vectorize and map."""

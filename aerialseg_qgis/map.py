@@ -5,7 +5,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from .base import AerialSegAlgorithm, given, tr
+from .base import AerialSegAlgorithm, tr
 from .layers import (
     RASTER_EXTENSIONS,
     input_name,
@@ -38,9 +38,8 @@ class MapAlgorithm(AerialSegAlgorithm):
         source = self.input_raster(parameters, "INPUT", context, feedback, extent_param="EXTENT")
         raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
-        vector_args = self.vector_args(parameters, context)  # bad values fail before the long part
-        if given(parameters, "INPUT_GSD"):  # areas in square metres on an image without georeferencing
-            vector_args += ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
+        # bad values fail before the long part; INPUT_GSD: areas in m² on an image without georeferencing
+        vector_args = self.vector_args(parameters, context) + self.gsd_args(parameters, context)
         staged = staged_raster(raster)  # the old raster stays until the new polygons are written too
         self.engine(["classify", source, staged, *self.model_args(parameters, context), "--overwrite"], feedback,
                     (0.0, CLASSIFY_SHARE))

@@ -18,6 +18,9 @@ class VectorizeAlgorithm(AerialSegAlgorithm):
         self.add(QgsProcessingParameterRasterLayer("INPUT", tr("Class raster")),
                  "A land-cover class raster written by AerialSeg (1 band of class ids with a class table).")
         self.add_vector_parameters()
+        self.add_gsd_parameter("The ground size of a pixel of a class raster without georeferencing (the Input "
+                               "pixel size it was classified with): areas and tolerances in metres, not pixels. "
+                               "Ignored for georeferenced rasters.")
         self.add(QgsProcessingParameterVectorDestination("OUTPUT", tr("Polygons")),
                  "The GeoPackage (.gpkg) to write, one polygon layer per class.")
 
@@ -25,7 +28,8 @@ class VectorizeAlgorithm(AerialSegAlgorithm):
         source = self.input_raster(parameters, "INPUT", context, feedback)
         output = self.output_path(parameters, "OUTPUT", context, (".gpkg",))
         prefix = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context))
-        self.engine(["vectorize", source, output, *self.vector_args(parameters, context), "--overwrite"], feedback)
+        args = [*self.vector_args(parameters, context), *self.gsd_args(parameters, context), "--overwrite"]
+        self.engine(["vectorize", source, output, *args], feedback)
         feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, output, prefix)))
         self.polygons = output
         return {"OUTPUT": output}

@@ -584,6 +584,10 @@ def test_automatic_model_and_input_pixel_size_for_an_image_without_georeferencin
     assert "resampling: input 1.000 x 1.000 m/px -> model 2.000 m/px" in log
     with rasterio.open(out) as dst:
         assert dst.shape == (200, 240)
+    polygons = tmp_path / "v.gpkg"  # vectorise takes it too: areas in square metres
+    run_alg(profile, "vectorize", INPUT=out, INPUT_GSD=1.0, CLASSES="building,road,water,land", OUTPUT=polygons)
+    with sqlite3.connect(polygons) as db:
+        assert "area_m2" in {r[1] for r in db.execute('PRAGMA table_info("land")')}
     features = tmp_path / "f.gpkg"  # map passes INPUT_GSD on to vectorise: areas in square metres
     run_alg(profile, "map", INPUT=png, INPUT_GSD=1.0, OUTPUT_RASTER=tmp_path / "m.tif", OUTPUT_VECTOR=features)
     with sqlite3.connect(features) as db:
