@@ -19,7 +19,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .engine import configured_scheduler, run_engine
-from .layers import output_error, raster_source
+from .layers import open_without_made_up_crs, output_error, raster_source
 
 ICONS = Path(__file__).resolve().parent / "icons"
 GROUPS = {"mapping": "Land-cover mapping", "models": "Models", "setup": "Set-up"}
@@ -39,6 +39,7 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
     NAME = DISPLAY = HELP = ""
     GROUP = "mapping"
     ICON = "aerialseg.svg"
+    polygons = ""  # the GeoPackage this run wrote, if any (see postProcessAlgorithm)
 
     def name(self) -> str:
         return self.NAME
@@ -102,10 +103,9 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         self.add(QgsProcessingParameterExtent("EXTENT", tr("Processing extent"), optional=True),
                  "Only classify this part of the input (any CRS; snapped outwards to whole input pixels). The "
                  "outputs then cover this extent on the input's pixel grid. Empty: the whole input.")
-        self.add(QgsProcessingParameterNumber("INPUT_GSD", tr("Input pixel size (metres), for images without "
-                                              "georeferencing"), DOUBLE, optional=True, minValue=0.001),
-                 "The ground size of a pixel of an image that has no georeferencing (a drone JPG, a screenshot), "
-                 "so it is resampled to the model's resolution. Ignored for georeferenced rasters.", advanced=True)
+        self.add_gsd_parameter("The ground size of a pixel of an image that has no georeferencing (a drone JPG, a "
+                               "screenshot), so it is resampled to the model's resolution (and polygon areas are "
+                               "square metres). Ignored for georeferenced rasters.")
         self.add(QgsProcessingParameterNumber("TILE_SIZE", tr("Tile size (pixels)"), INT, optional=True, minValue=16),
                  "Model input tile in pixels. Empty: the model card's.", advanced=True)
         self.add(QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (pixels)"), INT, optional=True, minValue=0),
@@ -145,8 +145,7 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         tta = TTA_MODES[self.parameterAsEnum(parameters, "TTA", context)][1]
         if tta != "none":
             args += ["--tta", tta]
-        if given(parameters, "INPUT_GSD"):
-            args += ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
+        args += self.gsd_args(parameters, context)
         if not self.parameterAsBoolean(parameters, "RESAMPLE", context):
             args.append("--no-resample")
         scheduler = (self.parameterAsString(parameters, "SCHEDULER", context) or "").strip()
@@ -154,15 +153,28 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             args += ["--scheduler", scheduler]
         return args
 
+    def add_gsd_parameter(self, help_text: str) -> None:
+        """INPUT_GSD (advanced): the pixel size of an input without georeferencing."""
+        self.add(QgsProcessingParameterNumber("INPUT_GSD", tr("Input pixel size (metres), for images without "
+                                              "georeferencing"), DOUBLE, optional=True, minValue=0.001),
+                 help_text, advanced=True)
+
+    def gsd_args(self, parameters: dict, context: QgsProcessingContext) -> list:
+        """Engine options for INPUT_GSD."""
+        if not given(parameters, "INPUT_GSD"):
+            return []
+        return ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
+
     def add_vector_parameters(self) -> None:
         """CLASSES, MIN_AREA, SIMPLIFY and REGULARIZE of vectorize and map."""
         self.add(QgsProcessingParameterString("CLASSES", tr("Classes to extract"), defaultValue=DEFAULT_CLASSES),
                  "Comma-separated class names or ids of the class raster. The default (building,road,water) "
                  "takes those of them the raster has; any other list must name existing classes.")
-        self.add(QgsProcessingParameterNumber("MIN_AREA", tr("Minimum area (m²)"), DOUBLE, defaultValue=1.0,
-                                              minValue=0.0),
+        self.add(QgsProcessingParameterNumber("MIN_AREA", tr("Minimum area (m², pixels without georeferencing)"),
+                                              DOUBLE, optional=True, minValue=0.0),
                  "Polygons smaller than this ground area (square metres, measured on the ground in any CRS) are "
-                 "dropped.")
+                 "dropped. On an image without georeferencing (and no Input pixel size) it is in pixels. Empty: "
+                 "1 m², or 16 pixels without georeferencing.")
         self.add(QgsProcessingParameterNumber("SIMPLIFY", tr("Simplification tolerance (m)"), DOUBLE, optional=True,
                                               minValue=0.0),
                  "Douglas-Peucker tolerance in ground metres. Empty: one pixel's ground size (straightens pixel "
@@ -176,7 +188,8 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
         text = self.parameterAsString(parameters, "CLASSES", context) or ""
         classes = ",".join(c.strip() for c in text.split(",") if c.strip())
         args = [] if classes in ("", DEFAULT_CLASSES) else ["--classes", classes]
-        args += ["--min-area", repr(self.parameterAsDouble(parameters, "MIN_AREA", context))]
+        if given(parameters, "MIN_AREA"):
+            args += ["--min-area", repr(self.parameterAsDouble(parameters, "MIN_AREA", context))]
         if given(parameters, "SIMPLIFY"):
             args += ["--simplify", repr(self.parameterAsDouble(parameters, "SIMPLIFY", context))]
         if self.parameterAsBoolean(parameters, "REGULARIZE", context):
@@ -212,6 +225,12 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{self.parameterDefinition(name).description()}: {error}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return str(Path(path).absolute())
+
+    def postProcessAlgorithm(self, context: QgsProcessingContext, feedback) -> dict:
+        """In the main thread, before QGIS loads the outputs: polygons of images without georeferencing get no CRS."""
+        if self.polygons:
+            open_without_made_up_crs(context, self.polygons)
+        return {}  # the results of processAlgorithm stand
 
     def engine(self, args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
         """Run ``aerialseg <args>`` out of process (see engine.run_engine)."""

@@ -26,7 +26,7 @@ class CheckAlgorithm(AerialSegAlgorithm):
 
     def initAlgorithm(self, config=None):
         for name, label in (("ENGINE", "Engine program"), ("ENGINE_VERSION", "Engine version"),
-                            ("DEVICE", "Inference device (GPU or CPU)"), ("REPORT", "Report")):
+                            ("DEVICE", "Inference device (GPU or CPU)")):  # the report itself is the log
             self.addOutput(QgsProcessingOutputString(name, tr(label)))
         self.addOutput(QgsProcessingOutputBoolean("OK", tr("Set-up works")))
 
@@ -51,8 +51,7 @@ class CheckAlgorithm(AerialSegAlgorithm):
         for line in lines:
             feedback.pushInfo(line)
         feedback.pushInfo(tr("The AerialSeg set-up works."))
-        return {"ENGINE": str(program), "ENGINE_VERSION": str(get("aerialseg")), "DEVICE": device,
-                "REPORT": "\n".join(lines), "OK": True}
+        return {"ENGINE": str(program), "ENGINE_VERSION": str(get("aerialseg")), "DEVICE": device, "OK": True}
 
     @staticmethod
     def _engine_report(program) -> dict:

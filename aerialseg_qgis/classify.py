@@ -3,7 +3,7 @@
 from qgis.core import QgsProcessingParameterRasterDestination
 
 from .base import AerialSegAlgorithm, tr
-from .layers import RASTER_EXTENSIONS, style_raster_on_load
+from .layers import RASTER_EXTENSIONS, input_name, style_raster_on_load
 
 
 class ClassifyAlgorithm(AerialSegAlgorithm):
@@ -28,6 +28,7 @@ class ClassifyAlgorithm(AerialSegAlgorithm):
         confidence = self.output_path(parameters, "OUTPUT_CONFIDENCE", context, RASTER_EXTENSIONS)
         args = ["classify", source, output, *self.model_args(parameters, context), "--overwrite"]
         self.engine(args + (["--confidence", confidence] if confidence else []), feedback)
-        style_raster_on_load(context, output)
-        style_raster_on_load(context, confidence)
+        name = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context))
+        style_raster_on_load(context, output, f"{name} land cover")
+        style_raster_on_load(context, confidence, f"{name} confidence")
         return {"OUTPUT": output, "OUTPUT_CONFIDENCE": confidence or None}

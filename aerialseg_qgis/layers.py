@@ -8,10 +8,13 @@ import uuid
 from pathlib import Path
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsLayerTree,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingUtils,
+    QgsProject,
     QgsProviderRegistry,
     QgsRasterBlockFeedback,
     QgsRasterDataProvider,
@@ -22,6 +25,7 @@ from qgis.core import (
 )
 
 RASTER_EXTENSIONS = (".tif", ".tiff")
+RASTER_OPACITY = 0.6  # a map's class raster under its polygons: readable, and the polygons stand out
 
 
 def raster_source(layer: QgsRasterLayer, rect, context: QgsProcessingContext, feedback) -> str:
@@ -127,37 +131,98 @@ def _export_layer(layer: QgsRasterLayer, rect, context: QgsProcessingContext, fe
 
 
 class _StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
-    """Applies the style the engine wrote when QGIS loads an output: <raster>.qml, the GeoPackage's layer_styles."""
+    """Applies the style the engine wrote when QGIS loads an output: <raster>.qml, the GeoPackage's layer_styles.
+
+    Polygons of an image without georeferencing get no CRS, like the image and the class raster (GDAL reads the
+    GeoPackage's undefined srs_id -1 as a CRS with no transformation: QGIS would report transform errors). With a
+    ``stack``, the run's layers are kept together in a fixed order (see _Stack).
+    """
+
+    def __init__(self, stack=None, rank: int = 0):
+        super().__init__()
+        self.stack, self.rank = stack, rank
 
     def postProcessLayer(self, layer, context, feedback) -> None:
         if isinstance(layer, QgsRasterLayer):
             qml = Path(layer.source().split("|", 1)[0]).with_suffix(".qml")
             if qml.is_file():
                 layer.loadNamedStyle(str(qml))
+            if self.stack is not None and layer.renderer() is not None:
+                layer.renderer().setOpacity(RASTER_OPACITY)
         elif isinstance(layer, QgsVectorLayer):
             layer.loadDefaultStyle()
+            if _undefined(layer.crs()):
+                layer.setCrs(QgsCoordinateReferenceSystem())
+        if self.stack is not None:
+            self.stack.place(layer, self.rank, context.project() or QgsProject.instance())
         layer.triggerRepaint()
+
+
+def _undefined(crs: QgsCoordinateReferenceSystem) -> bool:
+    """Whether ``crs`` is a GeoPackage placeholder for 'no CRS' (srs_id -1, 0 or GDAL's 99999)."""
+    return crs.isValid() and not crs.authid() and crs.description().lower().startswith("undefined")
+
+
+class _Stack:
+    """The layers of one run, kept together in the layer tree: polygons above the class raster, in class order.
+
+    QGIS loads outputs in the order of their paths; each post-processor puts its layer in place as it arrives.
+    The class raster's legend (the classes) is expanded, the polygon layers' (one symbol) collapsed.
+    """
+
+    RASTER = 1000  # rank of the class raster: below every polygon layer
+
+    def __init__(self):
+        self.ranks: dict = {}  # layer id -> rank
+
+    def place(self, layer, rank: int, project) -> None:
+        self.ranks[layer.id()] = rank
+        root = project.layerTreeRoot()
+        nodes = [root.findLayer(i) for i in sorted(self.ranks, key=self.ranks.get)]
+        if None in nodes or len({id(n.parent()) for n in nodes}) > 1 or nodes[0].parent() is None:
+            return  # not all in the tree, or moved apart by the user: leave them
+        parent = nodes[0].parent()
+        ids = [c.layerId() if QgsLayerTree.isLayer(c) else None for c in parent.children()]
+        top = min(ids.index(n.layerId()) for n in nodes)
+        parent.insertChildNodes(top, [n.clone() for n in nodes])  # clones first: the layers stay in the project
+        for node in nodes:
+            parent.removeChildNode(node)
+        for layer_id, rank in self.ranks.items():
+            root.findLayer(layer_id).setExpanded(rank == self.RASTER)
 
 
 _post_processors = []  # QGIS takes (and deletes) each one; Python keeps its wrapper until then
 
 
-def _style_on_load() -> _StyleOnLoad:
+def _style_on_load(stack=None, rank: int = 0) -> _StyleOnLoad:
     """A new post-processor for one layer (the context deletes each it was given, so they are never shared)."""
-    _post_processors.append(_StyleOnLoad())
+    _post_processors.append(_StyleOnLoad(stack, rank))
     return _post_processors[-1]
 
 
-def style_raster_on_load(context: QgsProcessingContext, path: str) -> None:
-    """Load the engine's .qml when QGIS opens the raster output (dialog, processing.runAndLoadResults)."""
+def input_name(layer: QgsRasterLayer) -> str:
+    """What to call outputs made from ``layer``: its name in the project, else its file name."""
+    return layer.name() or Path(layer.source().split("|", 1)[0]).stem
+
+
+def style_raster_on_load(context: QgsProcessingContext, path: str, name: str = "", stack=None) -> None:
+    """Load the engine's .qml when QGIS opens the raster output (dialog, processing.runAndLoadResults).
+
+    ``name``: the layer's name (default: the output's description); ``stack``: a _Stack the raster is the bottom of
+    (semi-transparent, under the polygons).
+    """
     if path and context.willLoadLayerOnCompletion(path):
-        context.layerToLoadOnCompletionDetails(path).setPostProcessor(_style_on_load())
+        details = context.layerToLoadOnCompletionDetails(path)
+        if name:
+            details.name, details.forceName = name, True
+        details.setPostProcessor(_style_on_load(stack, _Stack.RASTER) if stack else _style_on_load())
 
 
-def load_gpkg_layers(context: QgsProcessingContext, gpkg: str) -> list:
+def load_gpkg_layers(context: QgsProcessingContext, gpkg: str, prefix: str = "", stack=None) -> list:
     """Open every class layer of the GeoPackage output (not only the first), each with its stored style.
 
-    Returns the layer names. The output value stays the GeoPackage path.
+    Layers are named '<prefix> <class>' and, with a ``stack``, kept in class order above its raster. Returns the
+    class names. The output value stays the GeoPackage path.
     """
     from osgeo import ogr
 
@@ -169,14 +234,35 @@ def load_gpkg_layers(context: QgsProcessingContext, gpkg: str) -> list:
         return names
     layers = context.layersToLoadOnCompletion()
     details = layers.pop(gpkg)
-    for name in names:
-        one = QgsProcessingContext.LayerDetails(name, details.project, details.outputName,
+    for rank, name in enumerate(names):
+        one = QgsProcessingContext.LayerDetails(f"{prefix} {name}".strip(), details.project, details.outputName,
                                                 QgsProcessingUtils.LayerHint.Vector)
         one.forceName = True
-        one.setPostProcessor(_style_on_load())
+        one.setPostProcessor(_style_on_load(stack, rank))
         layers[f"{gpkg}|layername={name}"] = one
     context.setLayersToLoadOnCompletion(layers)
     return names
+
+
+def open_without_made_up_crs(context: QgsProcessingContext, gpkg: str) -> None:
+    """Open the GeoPackage's class layers about to be loaded, giving those of an image without georeferencing no CRS.
+
+    QGIS takes an output it finds in the context's temporary layer store as it is: so these layers never enter the
+    project with GDAL's placeholder CRS (QGIS would show 'No transform available' at once). Call it from
+    postProcessAlgorithm (the main thread).
+    """
+    for uri in context.layersToLoadOnCompletion():
+        if not uri.startswith(f"{gpkg}|layername="):
+            continue
+        layer = QgsVectorLayer(uri, "", "ogr")
+        if layer.isValid() and _undefined(layer.crs()):
+            layer.setCrs(QgsCoordinateReferenceSystem())
+            context.temporaryLayerStore().addMapLayer(layer)
+
+
+def new_stack() -> _Stack:
+    """The layer order of one run's outputs (see _Stack)."""
+    return _Stack()
 
 
 def _raster_files(path: str) -> tuple[Path, Path, Path]:

@@ -8,8 +8,10 @@ from qgis.core import (
 from .base import AerialSegAlgorithm, tr
 from .layers import (
     RASTER_EXTENSIONS,
+    input_name,
     load_gpkg_layers,
     move_raster_outputs,
+    new_stack,
     remove_raster_outputs,
     staged_raster,
     style_raster_on_load,
@@ -36,7 +38,8 @@ class MapAlgorithm(AerialSegAlgorithm):
         source = self.input_raster(parameters, "INPUT", context, feedback, extent_param="EXTENT")
         raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
-        vector_args = self.vector_args(parameters, context)  # bad values fail before the long part
+        # bad values fail before the long part; INPUT_GSD: areas in m² on an image without georeferencing
+        vector_args = self.vector_args(parameters, context) + self.gsd_args(parameters, context)
         staged = staged_raster(raster)  # the old raster stays until the new polygons are written too
         self.engine(["classify", source, staged, *self.model_args(parameters, context), "--overwrite"], feedback,
                     (0.0, CLASSIFY_SHARE))
@@ -46,6 +49,8 @@ class MapAlgorithm(AerialSegAlgorithm):
             remove_raster_outputs(staged)
             raise
         move_raster_outputs(staged, raster)
-        style_raster_on_load(context, raster)
-        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg)))
+        name, stack = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context)), new_stack()
+        style_raster_on_load(context, raster, f"{name} land cover", stack)
+        feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg, name, stack)))
+        self.polygons = gpkg
         return {"OUTPUT_RASTER": raster, "OUTPUT_VECTOR": gpkg}

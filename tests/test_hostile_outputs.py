@@ -120,7 +120,7 @@ def test_vectorize_to_one_layer_formats_without_georeferencing_is_quiet(tmp_path
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert pyogrio.read_info(tmp_path / "f.fgb")["driver"] == "FlatGeobuf"
     got = pyogrio.read_dataframe(tmp_path / "f.fgb")
-    assert list(got.class_name) == ["class_7"] and list(got.area_m2) == [40.0]
+    assert list(got.class_name) == ["class_7"] and list(got.area_px) == [40.0]  # no georeferencing: pixels
 
 
 @pytest.mark.parametrize("name", ["f.tif", "f.csv", "f"])

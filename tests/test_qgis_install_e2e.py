@@ -115,8 +115,9 @@ def test_check_algorithm_reads_both_check_formats(tmp_path, zip_path):
     assert INSTALLER in message and "Traceback" not in proc.stdout + proc.stderr
     engine_prints([{"type": "log", "level": "INFO", "message": "checking"},
                    {"type": "result", "ok": True, "aerialseg": "0.9.1", "device": "cpu", "models": ["m1"]}], 0)
-    results = ok(run(env, tmp_path, "aerialseg:check"))["results"]
-    assert results["OK"] is True and results["ENGINE_VERSION"] == "0.9.1" and "bundled models: m1" in results["REPORT"]
+    answer = ok(run(env, tmp_path, "aerialseg:check"))
+    results, log = answer["results"], "\n".join(answer["log"]["info"])
+    assert results["OK"] is True and results["ENGINE_VERSION"] == "0.9.1" and "bundled models: m1" in log
 
 
 @pytest.mark.slow
@@ -284,7 +285,7 @@ hint = [b.text() for item in bar.items() for b in item.findChildren(QPushButton)
 bar.items()[0].findChildren(QPushButton)[0].click()
 opened = [w.windowTitle() for w in QApplication.topLevelWidgets() if w.isVisible()]
 engine.record_engine(sys.argv[1])
-after = [name for name, _ in widgets.bundled_models()]
+after = [name for name, *_ in widgets.bundled_models()]
 gui.unload()
 again = aerialseg_qgis.classFactory(iface)
 again.initGui()

@@ -101,13 +101,16 @@ def run_fails(env: dict[str, str], algorithm: str, *params: str) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
-def qgis_python(env: dict[str, str], script: str, *args: str, timeout: float = 300) -> dict:
-    """Run a script in QGIS's own Python with QGIS, Processing and the installed plugin loaded; return its JSON."""
+def qgis_python(env: dict[str, str], script: str, *args: str, timeout: float = 300, gui: bool = False) -> dict:
+    """Run a script in QGIS's own Python with QGIS, Processing and the installed plugin loaded; return its JSON.
+
+    ``gui``: a QGIS application with widgets (offscreen), for the Processing dialog's widgets.
+    """
     plugins = Path(env["QGIS_CUSTOM_CONFIG_PATH"]) / "profiles" / "default" / "python" / "plugins"
     prelude = (
         "import json, sys\n"
         "from qgis.core import *\n"
-        "app = QgsApplication([], False)\napp.initQgis()\n"
+        f"app = QgsApplication([], {gui})\napp.initQgis()\n"
         "sys.path.append('/usr/share/qgis/python/plugins')\n"
         "import processing\nfrom processing.core.Processing import Processing\nProcessing.initialize()\n"
         f"sys.path.insert(0, {str(plugins)!r})\n"
@@ -194,6 +197,7 @@ def test_check_reports_engine_versions_and_runtime(profile):
     results, log = answer["results"], "\n".join(answer["log"]["info"])
     assert results["OK"] is True and results["ENGINE"] == str(ENGINE) and results["ENGINE_VERSION"]
     assert results["DEVICE"] in ("GPU", "CPU")
+    assert "REPORT" not in results  # the report is the log, printed once (the dialog prints results raw)
     for text in ("QGIS 3.", "onnxruntime", "rasterio", "inference: ", "training: ", "bundled models: "):
         assert text in log
     if results["DEVICE"] == "CPU":
@@ -340,12 +344,12 @@ print(json.dumps({"plain": plain, "loaded": loaded, "foreign": foreign, "layers"
     assert out["foreign"] == []  # QGIS's Python never imported the engine or the ML stack
     np.testing.assert_array_equal(read_band(raster), read_band(classes_tif))  # same as qgis_process gave
     layers = out["layers"]
-    assert set(layers) == {"Land-cover classes", "building", "water"}  # every class layer of the GeoPackage
-    assert layers["Land-cover classes"][:2] == [out["loaded"]["OUTPUT_RASTER"], "paletted"]
-    assert layers["Land-cover classes"][2] == {"0": ["building", "#3c1098"], "1": ["water", "#e2a929"],
+    assert set(layers) == {"scene land cover", "scene building", "scene water"}  # every class layer, named after
+    assert layers["scene land cover"][:2] == [out["loaded"]["OUTPUT_RASTER"], "paletted"]  # the input
+    assert layers["scene land cover"][2] == {"0": ["building", "#3c1098"], "1": ["water", "#e2a929"],
                                                "2": ["land", "#8429f6"]}
     for name, colour in (("building", "#3c1098"), ("water", "#e2a929")):  # each in its class colour
-        source, renderer, (symbol_colour, count) = layers[name]
+        source, renderer, (symbol_colour, count) = layers[f"scene {name}"]
         assert source == out["loaded"]["OUTPUT_VECTOR"] + f"|layername={name}"
         assert (renderer, symbol_colour) == ("singleSymbol", colour) and count > 0
 
@@ -585,3 +589,108 @@ def test_automatic_model_and_input_pixel_size_for_an_image_without_georeferencin
     assert "resampling: input 1.000 x 1.000 m/px -> model 2.000 m/px" in log
     with rasterio.open(out) as dst:
         assert dst.shape == (200, 240)
+    polygons = tmp_path / "v.gpkg"  # vectorise takes it too: areas in square metres
+    run_alg(profile, "vectorize", INPUT=out, INPUT_GSD=1.0, CLASSES="building,road,water,land", OUTPUT=polygons)
+    with sqlite3.connect(polygons) as db:
+        assert "area_m2" in {r[1] for r in db.execute('PRAGMA table_info("land")')}
+    features = tmp_path / "f.gpkg"  # map passes INPUT_GSD on to vectorise: areas in square metres
+    run_alg(profile, "map", INPUT=png, INPUT_GSD=1.0, OUTPUT_RASTER=tmp_path / "m.tif", OUTPUT_VECTOR=features)
+    with sqlite3.connect(features) as db:
+        tables = [r[0] for r in db.execute("SELECT table_name FROM gpkg_geometry_columns")]
+        assert tables and all("area_m2" in {r[1] for r in db.execute(f'PRAGMA table_info("{t}")')} for t in tables)
+
+
+# ---------------------------------------------------------------- the QGIS window: results, model list
+
+
+LOAD_LIKE_THE_DIALOG = r"""
+from qgis.PyQt.QtCore import QSize
+project = QgsProject.instance()
+project.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))  # a new project's CRS in the QGIS window
+messages, added = [], []
+QgsApplication.messageLog().messageReceived.connect(lambda text, tag, level: messages.append(text))
+crs_name = lambda layer: layer.crs().authid() or layer.crs().description()
+project.layerWasAdded.connect(lambda layer: added.append([layer.name(), crs_name(layer)]))
+runs = json.loads(sys.argv[1])
+for params in runs:  # runAndLoadResults loads outputs with handleAlgorithmResults, as the dialog does
+    processing.runAndLoadResults("aerialseg:map", params)
+tree = []
+for node in project.layerTreeRoot().findLayers():
+    layer = node.layer()
+    style = layer.renderer().type()
+    opacity = layer.renderer().opacity() if isinstance(layer, QgsRasterLayer) else layer.opacity()
+    tree.append([layer.name(), layer.crs().isValid(), style, round(opacity, 2), node.isExpanded()])
+settings = QgsMapSettings()  # draw everything in the project CRS, as the map canvas does
+settings.setLayers([node.layer() for node in project.layerTreeRoot().findLayers()])
+settings.setDestinationCrs(project.crs())
+settings.setExtent(QgsRectangle(-10, -300, 600, 10))
+settings.setOutputSize(QSize(200, 200))
+job = QgsMapRendererSequentialJob(settings)
+job.start()
+job.waitForFinished()
+app.processEvents()
+print(json.dumps({"tree": tree, "messages": messages, "errors": [e.message for e in job.errors()], "added": added}))
+"""
+
+
+def test_map_results_load_in_order_named_after_the_input_without_crs_errors(profile, colour_model, scene_tif,
+                                                                            tmp_path):
+    """aerialseg:map through processing, results loaded as the Processing dialog loads them: polygons above the class
+    raster whatever the paths' order, layers named after the input, no CRS made up for an image without
+    georeferencing (no transform errors drawing it in an EPSG:4326 project), the same styles every time."""
+    from PIL import Image
+
+    png = tmp_path / "drone.png"
+    Image.fromarray(scene(150, 200, seed=3).transpose(1, 2, 0)).save(png)
+    runs = [  # QGIS loads outputs in the order of their paths: the raster first in one run, last in the other
+        {"INPUT": str(scene_tif), "MODEL": str(colour_model), "OUTPUT_RASTER": str(tmp_path / "a_lc.tif"),
+         "OUTPUT_VECTOR": str(tmp_path / "z_f.gpkg")},
+        {"INPUT": str(png), "MODEL": str(colour_model), "OUTPUT_RASTER": str(tmp_path / "z_lc.tif"),
+         "OUTPUT_VECTOR": str(tmp_path / "a_f.gpkg")},
+    ]
+    out = qgis_python(profile, LOAD_LIKE_THE_DIALOG, json.dumps(runs))
+    assert [m for m in out["messages"] if "transform" in m.lower()] == [] and out["errors"] == []
+    crs_when_added = dict(out["added"])  # the window reports transform errors as soon as a layer is added
+    assert crs_when_added["drone building"] == crs_when_added["drone land cover"] == ""
+    assert crs_when_added["scene building"] == "EPSG:32633"
+    assert out["tree"] == [  # top to bottom: the latest run on top, each run's polygons above its raster
+        ["drone building", False, "singleSymbol", 1.0, False],
+        ["drone water", False, "singleSymbol", 1.0, False],
+        ["drone land cover", False, "paletted", 0.6, True],
+        ["scene building", True, "singleSymbol", 1.0, False],
+        ["scene water", True, "singleSymbol", 1.0, False],
+        ["scene land cover", True, "paletted", 0.6, True],
+    ]
+    with sqlite3.connect(tmp_path / "a_f.gpkg") as db:
+        assert {r[0] for r in db.execute("SELECT srs_id FROM gpkg_geometry_columns")} == {-1}
+        assert db.execute('SELECT min(area_px) FROM "building"').fetchone()[0] >= 16  # MIN_AREA empty: 16 px
+
+
+def test_model_list_names_each_model_once_with_purpose_and_resolution(profile):
+    """The Model field: 'Automatic' first, then each bundled model once, labelled; filled without blocking."""
+    script = r"""
+from qgis.PyQt.QtWidgets import QWidget
+from aerialseg_qgis import widgets
+param = QgsApplication.processingRegistry().algorithmById("aerialseg:map").parameterDefinition("MODEL")
+first = widgets.ModelWidgetWrapper(param, QWidget())
+at_once = first._combo.count()  # the engine lists the models in the background
+first._pending.result(timeout=120)
+while first._combo.count() == at_once:
+    app.processEvents()
+items = [[first._combo.itemText(i), first._combo.itemData(i)] for i in range(first._combo.count())]
+first.setValue("aerial-buildings-unet-r18")
+second = widgets.ModelWidgetWrapper(param, QWidget())  # the list is cached per engine: filled at once
+plain = widgets.model_label("roofs", {"classes": [{"name": "roof"}, {"name": "pond"}]})  # a card saying little
+print(json.dumps({"at_once": at_once, "items": items, "picked": first.value(), "second": second._combo.count(),
+                  "automatic": second.value(), "plain": plain}))
+"""
+    out = qgis_python(profile, script, gui=True)
+    assert out["at_once"] == 1 and out["second"] == len(out["items"])
+    assert out["items"][0] == ["Automatic (by ground resolution)", ""] and out["automatic"] == ""
+    names = [data for _, data in out["items"][1:]]
+    assert len(names) == len(set(names)) and {"aerial-buildings-unet-r18", "dubai-landcover-unet-r18"} <= set(names)
+    labels = dict((data, text) for text, data in out["items"])
+    assert labels["aerial-buildings-unet-r18"] == "aerial-buildings-unet-r18 — buildings, drone/aerial ~0.13 m"
+    assert labels["dubai-landcover-unet-r18"] == "dubai-landcover-unet-r18 — land cover, satellite ~2 m"
+    assert out["picked"] == "aerial-buildings-unet-r18"
+    assert out["plain"] == "roofs — roof, pond, any resolution"

@@ -6,6 +6,8 @@ import importlib
 import json
 import logging
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -288,9 +290,9 @@ def test_no_class_table_no_georeferencing_and_no_polygons(tmp_path, caplog):
         out = vectorize(src, tmp_path / "v.gpkg", classes=[7, "5"], min_area_m2=0)
     assert "no georeferencing" in caplog.text
     got = layer(out, "class_7")
-    assert got.crs is None and got.class_name[0] == "class_7" and got.area_m2[0] == 40
+    assert got.class_name[0] == "class_7" and got.area_px[0] == 40
     assert got.total_bounds.tolist() == [10, -6, 20, -2]  # pixel coordinates, y up (as QGIS shows the raster)
-    assert layer(out, "class_5").area_m2.sum() == 30 * 40 - 40
+    assert layer(out, "class_5").area_px.sum() == 30 * 40 - 40
     none = vectorize(class_raster(tmp_path / "land.tif", np.full((20, 20), LAND, np.uint8)), tmp_path / "e.gpkg")
     layers = dict(pyogrio.list_layers(none))
     assert set(layers) == {"Building", "water", "road", "layer_styles"}  # nothing found: empty, styled layers
@@ -306,3 +308,52 @@ def test_classify_then_vectorize(rgb_tif, colour_model, tmp_path):
         got = layer(out, name)
         assert got.area_m2.sum() / 0.25 == pytest.approx((pixels == cid).sum(), rel=0.005)
         assert same_polygons(got.geometry, whole_raster_polygons(classes, cid))
+
+
+def test_raster_without_georeferencing_has_pixel_areas_and_no_made_up_crs(tmp_path):
+    """Areas named for their unit (pixels), a minimum area meaningful in pixels, srs_id -1 (not GDAL's 99999)."""
+    a = np.full((40, 40), LAND, np.uint8)
+    a[2:5, 2:5] = BUILDING  # 9 px: a speck, dropped by the default 16 px minimum
+    a[10:15, 10:14] = BUILDING  # 20 px
+    src = class_raster(tmp_path / "plain.tif", a, crs=None)
+    out = vectorize(src, tmp_path / "px.gpkg", classes=["Building"])
+    got = layer(out, "Building")
+    assert list(got.columns) == ["class_id", "class_name", "area_px", "geometry"] and list(got.area_px) == [20]
+    with sqlite3.connect(out) as db:
+        assert [r[0] for r in db.execute("SELECT srs_id FROM gpkg_geometry_columns")] == [-1]
+        assert db.execute("SELECT count(*) FROM gpkg_spatial_ref_sys WHERE srs_id = 99999").fetchone()[0] == 0
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10300  # GeoPackage 1.3: QGIS 3.22 reads it quietly
+    metres = layer(vectorize(src, tmp_path / "m.gpkg", classes=["Building"], pixel_size_m=0.5), "Building")
+    assert sorted(metres.area_m2) == [2.25, 5.0]  # 9 and 20 px of 0.25 m²: both above the default 1 m²
+    assert metres.total_bounds.tolist() == [2, -15, 14, -2]  # still on the raster's pixel grid
+    with pytest.raises(InputError, match="pixel size"):
+        vectorize(src, tmp_path / "bad.gpkg", pixel_size_m=0)
+
+
+def test_pixel_size_is_ignored_for_georeferenced_rasters(tmp_path):
+    a = np.full((20, 20), LAND, np.uint8)
+    a[2:6, 2:6] = BUILDING
+    src = class_raster(tmp_path / "utm.tif", a)
+    got = layer(vectorize(src, tmp_path / "v.gpkg", classes=["Building"], pixel_size_m=3.0), "Building")
+    assert list(got.area_m2) == [pytest.approx(4.0, rel=0.005)]  # 16 px of 0.5 m (UTM scale), its own size
+    assert got.crs == "EPSG:32633"
+
+
+def test_map_cli_input_gsd_gives_areas_in_square_metres(colour_model, tmp_path):
+    """`map --input-gsd` on a plain PNG: the pixel size reaches vectorise; without it areas stay pixels."""
+    from PIL import Image
+
+    from conftest import scene
+
+    png = tmp_path / "drone.png"
+    Image.fromarray(scene(120, 160, seed=3).transpose(1, 2, 0)).save(png)
+    for gsd, folder in ((["--input-gsd", "0.5"], "m"), ([], "px")):
+        r = subprocess.run([sys.executable, "-m", "aerialseg.cli", "map", png, tmp_path / folder, "-m", colour_model,
+                            "--classes", "building", "--no-resample", *gsd], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    classes = read_band(tmp_path / "m" / "drone_landcover.tif")
+    metres = layer(tmp_path / "m" / "drone_features.gpkg", "building")
+    pixels = layer(tmp_path / "px" / "drone_features.gpkg", "building")
+    assert "area_px" not in metres and "area_m2" not in pixels
+    assert metres.area_m2.sum() == pytest.approx((classes == 0).sum() * 0.25, rel=0.02)
+    assert len(metres) >= len(pixels) > 0 and pixels.area_px.min() >= 16  # 1 m² is 4 px of 0.5 m

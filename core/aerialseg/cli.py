@@ -454,6 +454,8 @@ def _vectorize_options(args: argparse.Namespace) -> dict[str, Any]:
         options["min_area_m2"] = args.min_area
     if args.simplify is not None:
         options["simplify_m"] = args.simplify
+    if args.input_gsd is not None:  # a raster without georeferencing: its pixel size (ignored otherwise)
+        options["pixel_size_m"] = args.input_gsd
     return options
 
 
@@ -513,6 +515,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("input", help="class raster written by 'aerialseg classify'")
     p.add_argument("output", help="output GeoPackage (.gpkg), one layer per class")
     _add_vector_options(p)
+    p.add_argument("--input-gsd", type=float_range(0, inclusive=False), metavar="METRES",
+                   help="ground size of a pixel of a class raster without georeferencing: areas in metres, not pixels")
 
     p = _command(sub, "map", cmd_map, "classify and vectorise in one go")
     p.add_argument("input", help="input raster, or a folder or glob of rasters (one class raster each + a VRT mosaic)")
@@ -588,7 +592,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_vector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="comma-separated class names or ids (default: building,road,water)")
-    p.add_argument("--min-area", type=float_range(0), help="drop polygons smaller than this many square metres")
+    p.add_argument("--min-area", type=float_range(0),
+                   help="drop polygons smaller than this many square metres (default 1; on rasters without "
+                        "georeferencing and --input-gsd: pixels, default 16)")
     p.add_argument("--simplify", type=float_range(0), help="simplification tolerance in metres")
     p.add_argument("--regularize", action=argparse.BooleanOptionalAction, default=None,
                    help="square building outlines to right angles (map: on by default for models finer than 0.5 m)")

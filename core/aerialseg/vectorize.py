@@ -15,6 +15,10 @@ frame: the pixel grid scaled by the true ground size of a pixel, so tolerances a
 right angles are right on the ground in any CRS (EPSG:4326 and Web Mercator included). Rings are
 normalised first, so the output does not depend on where a ring started. Polygons are written in
 chunks into a hidden temporary GeoPackage that replaces ``output`` only when complete.
+
+A raster without georeferencing has no ground size: unless it is given (``pixel_size_m``), areas and
+tolerances are in pixels (the area field is then ``area_px``) and the layers carry the GeoPackage's
+undefined Cartesian SRS (srs_id -1), not a made-up CRS.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ READ_CACHE_MB = 16  # every block is read once: a bigger GDAL cache only grows m
 ALIGN = 512  # class rasters are tiled 512 x 512: blocks of 512 px or more are whole tiles
 MAX_SIMPLIFY_AREA_CHANGE = 0.1  # simplified outlines changing the area more than this are not used
 MAX_SQUARING_AREA_CHANGE = 0.2  # ... nor squared outlines changing it more than this
+MIN_AREA_M2 = 1.0  # default minimum polygon area on rasters with a known ground size ...
+MIN_AREA_PX = 16  # ... and, in pixels, on rasters without one (a 4 x 4 px speck is noise)
+UNDEFINED_CARTESIAN_SRS = "-1"  # the GeoPackage spec's srs_id for coordinates without a CRS
+GPKG_VERSION = "1.3"  # GDAL before 3.9 (QGIS 3.22's, for one) warns on every open of a 1.4 GeoPackage
 # Output formats by extension; all but GeoPackage hold one layer, with every class in it.
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON",
                   ".fgb": "FlatGeobuf"}
@@ -67,8 +75,9 @@ def vectorize(
     output: str | Path,
     *,
     classes: Sequence[str | int] | str | int | None = None,
-    min_area_m2: float = 1.0,
+    min_area_m2: float | None = None,
     simplify_m: float | None = None,
+    pixel_size_m: float | None = None,
     regularize: bool = False,
     block_size: int = 2048,
     overwrite: bool = False,
@@ -82,17 +91,22 @@ def vectorize(
         output: the GeoPackage to write, or a Shapefile (.shp), GeoJSON (.geojson, .json) or FlatGeobuf
             (.fgb) file, which holds every class in one layer named after the file. GeoPackage layers are
             named after the classes (other formats get no stored style). Each feature has
-            ``class_id``, ``class_name`` and ``area_m2`` (ground area of the output polygon); the CRS is
-            the raster's. Classes without polygons get no layer; if no class has any, every requested
-            class gets an empty layer so the file is always a valid, openable GeoPackage. Each layer's
+            ``class_id``, ``class_name`` and ``area_m2`` (ground area of the output polygon; ``area_px``
+            in pixels on a raster without georeferencing and ``pixel_size_m``); the CRS is the raster's.
+            Classes without polygons get no layer; if no class has any, every requested class gets an
+            empty layer so the file is always a valid, openable GeoPackage. Each layer's
             QGIS style is stored in the ``layer_styles`` table. Rasters without georeferencing give
-            pixel coordinates with y pointing up (QGIS's convention) and no CRS.
+            pixel coordinates with y pointing up (QGIS's convention) and no CRS (GeoPackage srs_id -1).
         classes: class names (case-insensitive) or ids; default: building, road and water, those the
             raster's class table has. Rasters without a class table need ids (named ``class_<id>``).
-        min_area_m2: polygons smaller than this ground area (counted in whole pixels) are dropped.
+        min_area_m2: polygons smaller than this ground area (counted in whole pixels) are dropped; default
+            1 m², or 16 px on a raster without georeferencing and ``pixel_size_m`` (where it is in pixels).
         simplify_m: Douglas-Peucker tolerance in ground metres, applied after seams are merged;
             default (None) one pixel's ground size, which straightens pixel staircases; 0 keeps every
-            pixel corner.
+            pixel corner. In pixels on a raster without georeferencing and ``pixel_size_m``.
+        pixel_size_m: the ground size of a pixel of a raster without georeferencing (e.g. the
+            ``--input-gsd`` it was classified with): areas and tolerances are then metres. Ignored for
+            georeferenced rasters.
         regularize: square building outlines (the class named ``building``) to right angles.
         block_size: pixels per block side; 512 or more is rounded down to a multiple of 512.
         overwrite: replace ``output`` if it exists.
@@ -107,14 +121,18 @@ def vectorize(
     sizes_ok = all(math.isfinite(v) and v >= 0 for v in (min_area_m2, simplify_m) if v is not None)
     if block_size < 1 or not sizes_ok:
         raise InputError("block_size must be >= 1 and min_area_m2 and simplify_m finite numbers >= 0")
+    if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
+        raise InputError(f"pixel size {pixel_size_m}: give the ground size of a pixel in metres, a number > 0")
     step = block_size // ALIGN * ALIGN if block_size >= ALIGN else block_size
     with open_raster(input) as ds, claim_outputs([out], overwrite):
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise RasterError(f"{input} is not a class raster: expected 1 band of uint8 class ids (as written by "
                               f"aerialseg classify), got {ds.count} band(s) of {ds.dtypes[0]}")
         selected = _select_classes(ds, classes, input)
-        frame = _Frame.of(ds)
+        frame = _Frame.of(ds, pixel_size_m)
         tol = frame.pixel_m if simplify_m is None else simplify_m
+        if min_area_m2 is None:
+            min_area_m2 = MIN_AREA_M2 if frame.metric else MIN_AREA_PX
         tmpdir = _scratch_dir(out)
         try:
             final = tmpdir / "final"  # what is moved into place: the output and its sidecars (.shp: .dbf, ...)
@@ -126,7 +144,7 @@ def vectorize(
                 _polygonize(ds, selected, step, writer, on_progress, should_cancel or (lambda: False))
             writer.close()
             if driver != "GPKG":
-                _convert(gpkg, final / out.name, driver)
+                _convert(gpkg, final / out.name, driver, writer.crs)
             for path in final.iterdir():
                 os.replace(path, out.parent / path.name)
         except AerialSegError:
@@ -157,14 +175,14 @@ def _scratch_dir(out: Path) -> Path:
         raise write_error(e, out.parent) from None
 
 
-def _convert(gpkg: Path, target: Path, driver: str) -> None:
+def _convert(gpkg: Path, target: Path, driver: str, crs: str | None) -> None:
     """Copy the one layer of ``gpkg`` into ``target`` in another format, streamed in batches."""
     from pyogrio.raw import open_arrow, write_arrow
 
     with open_arrow(gpkg, use_pyarrow=False, batch_size=CHUNK) as (meta, stream), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*crs.*was not provided")  # rasters without georeferencing
         write_arrow(stream, target, layer=target.stem, driver=driver, geometry_name=meta["geometry_name"] or "geom",
-                    geometry_type="Polygon", crs=meta["crs"], encoding="UTF-8" if driver == "ESRI Shapefile" else None)
+                    geometry_type="Polygon", crs=crs, encoding="UTF-8" if driver == "ESRI Shapefile" else None)
 
 
 @dataclass(frozen=True)
@@ -174,15 +192,18 @@ class _Frame:
     gx: float  # ground metres per pixel along rows
     gy: float  # ... and along columns
     transform: Affine  # pixel -> CRS
+    metric: bool  # False: the ground size is unknown, "metres" are pixels
 
     @classmethod
-    def of(cls, ds: Any) -> _Frame:
+    def of(cls, ds: Any, pixel_size_m: float | None = None) -> _Frame:
         ground = ground_pixel_size(ds)
-        if ground is None:
-            log.warning("%s has no georeferencing: areas and tolerances treat a pixel as 1 m x 1 m", ds.name)
-            ground = (1.0, 1.0)
+        if ground is None and pixel_size_m is not None:
+            ground = (pixel_size_m, pixel_size_m)
+        elif ground is None:
+            log.warning("%s has no georeferencing: areas (area_px) and tolerances are in pixels; give the pixel "
+                        "size (--input-gsd) for metres", ds.name)
         transform = Affine(1, 0, 0, 0, -1, 0) if ds.transform == Affine.identity() else ds.transform
-        return cls(ground[0], ground[1], transform)
+        return cls(*(ground or (1.0, 1.0)), transform, ground is not None)
 
     @property
     def pixel_m(self) -> float:
@@ -345,13 +366,16 @@ class _Writer:
     def _write(self, cls: ClassInfo, geoms: np.ndarray, areas: np.ndarray) -> None:
         import geopandas as gpd  # imported when first needed: it is slow to import
 
+        area_field = "area_m2" if self.frame.metric else "area_px"
         df = gpd.GeoDataFrame({"class_id": np.full(len(geoms), cls.id, np.int32),
                                "class_name": np.full(len(geoms), cls.name, object),
-                               "area_m2": np.asarray(areas, float)}, geometry=gpd.GeoSeries(geoms), crs=self.crs)
+                               area_field: np.asarray(areas, float)}, geometry=gpd.GeoSeries(geoms), crs=self.crs)
+        no_crs = {} if self.crs else {"SRID": UNDEFINED_CARTESIAN_SRS}  # not GDAL's made-up "Undefined SRS"
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*crs.*was not provided")
             pyogrio.write_dataframe(df, self.path, layer=self.layer or cls.name, driver="GPKG", append=True,
-                                    geometry_type="Polygon")
+                                    geometry_type="Polygon", layer_options=no_crs,
+                                    dataset_options={"VERSION": GPKG_VERSION})
         self.counts[cls.id] = self.counts.get(cls.id, 0) + len(geoms)
 
 
