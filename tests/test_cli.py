@@ -420,3 +420,17 @@ def test_check_reports_the_device_and_why(tmp_path, colour_model):
     assert report["device"] in ("cpu", "cuda") and report["device_reason"]
     assert "CPUExecutionProvider" in report["onnxruntime_providers"]
     assert "colour" in report["models"]
+
+
+def test_main_in_process_restores_the_callers_signal_handlers(tmp_path):
+    """map ignores SIGINT/SIGTERM while it moves its outputs; a caller of main() must get its handlers back
+    (else every process it starts later inherits 'ignore SIGTERM': a killed qgis_process would not die)."""
+    import signal
+
+    from aerialseg.cli import main
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    src = write_raster(tmp_path / "rgb.tif", SCENE)
+    assert main(["map", str(src), str(tmp_path / "out"), "--progress", "none", "--model", "dubai-landcover-unet-r18",
+                 "--no-resample"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -42,7 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aerialseg`` command; returns the exit status.
 
     From here on, Ctrl-C or SIGTERM (in the imports of a command too) ends the run with one line, status 130.
+    The caller's signal handlers are restored on return (a script or test that calls ``main()`` must not be
+    left ignoring SIGTERM, nor pass that on to every process it starts later).
     """
+    global _interrupted
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        _interrupted = False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     for signum in (signal.SIGTERM, signal.SIGINT):  # a killed run cleans up like a cancelled one
