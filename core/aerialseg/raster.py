@@ -367,16 +367,27 @@ class WorkingGridRaster:
 
 
 def working_valid_mask(ds: Any, grid: WorkingGrid, window: Window) -> np.ndarray:
-    """Validity of a window of the (coarser) working grid: at least half the input pixels under it valid."""
-    col, row = window.col_off / grid.sx, window.row_off / grid.sy
-    width = min(window.width / grid.sx, ds.width - col)
-    height = min(window.height / grid.sy, ds.height - row)
-    shape = (int(window.height), int(window.width))
+    """Validity of a window of the (coarser) working grid: at least half the input pixels under it valid.
+
+    Read at the working grid's exact scale, the raster's edge cut as :class:`TileReader` cuts it (``_pieces``);
+    working pixels past the edge are invalid.
+    """
+    h, w = int(window.height), int(window.width)
+    cols = _pieces(int(window.col_off), w, grid.sx, ds.width, w)
+    valid = np.zeros((h, w), bool)
     try:
-        mask = ds.dataset_mask(window=Window(col, row, width, height), out_shape=shape, resampling=Resampling.average)
+        top = 0
+        for row, height, rows in _pieces(int(window.row_off), h, grid.sy, ds.height, h):
+            left = 0
+            for col, width, n in cols:
+                mask = ds.dataset_mask(window=Window(col, row, width, height), out_shape=(rows, n),
+                                       resampling=Resampling.average)
+                valid[top : top + rows, left : left + n] = mask >= 128
+                left += n
+            top += rows
     except RasterioError as e:
         raise RasterError(f"cannot read {ds.name} at {window}: {first_line(e)}; the file may be corrupt") from None
-    return mask >= 128
+    return valid
 
 
 def read_valid_mask(ds: Any, window: Window) -> np.ndarray:
