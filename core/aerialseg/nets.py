@@ -20,7 +20,7 @@ from aerialseg.errors import InputError, ModelError, OutputError
 # Every architecture of segmentation-models-pytorch 0.5+ (smp.create_model's names).
 ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
                  "upernet", "segformer", "dpt")
-_DECODER_CHANNELS = ("unet", "unetplusplus", "manet")  # the architectures whose decoder widths are configurable
+DECODER_CHANNEL_ARCHITECTURES = ("unet", "unetplusplus", "manet")  # decoders with configurable widths
 CHECKPOINT_FORMAT = 2  # 2: plain data only (read with weights_only=True); files without the key are read alike
 
 
@@ -43,7 +43,7 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
         "classes": int(arch["classes"]),
         "encoder_depth": depth,
     }
-    if name in _DECODER_CHANNELS and "decoder_channels" in arch:
+    if name in DECODER_CHANNEL_ARCHITECTURES and "decoder_channels" in arch:
         options["decoder_channels"] = list(arch["decoder_channels"])
     if name == "pspnet":  # its head upsamples by a fixed factor: make it the encoder's, so logits match the input
         options["upsampling"] = 2**depth

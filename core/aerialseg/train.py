@@ -31,7 +31,13 @@ from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
-from aerialseg.nets import ARCHITECTURES, build_model, check_architecture, load_checkpoint
+from aerialseg.nets import (
+    ARCHITECTURES,
+    DECODER_CHANNEL_ARCHITECTURES,
+    build_model,
+    check_architecture,
+    load_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 # Fields that may change between a run and its resumption (they do not change what is computed).
@@ -118,7 +124,7 @@ def _arch(config: TrainConfig, num_classes: int) -> dict[str, Any]:
         "in_channels": 3,
         "classes": num_classes,
     }
-    if config.arch in ("unet", "unetplusplus", "manet"):  # the decoders with configurable widths
+    if config.arch in DECODER_CHANNEL_ARCHITECTURES:
         arch["decoder_channels"] = list(config.decoder_channels)
     return arch
 
