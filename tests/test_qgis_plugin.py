@@ -116,8 +116,12 @@ def qgis_python(env: dict[str, str], script: str, *args: str, timeout: float = 3
         f"sys.path.insert(0, {str(plugins)!r})\n"
         "import aerialseg_qgis\nplugin = aerialseg_qgis.classFactory(None)\nplugin.initProcessing()\n"
     )
-    proc = subprocess.run([QGIS_PYTHON, "-c", prelude + script, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    # QGIS's standalone-script teardown (Qt objects, the project's layers and providers destroyed in an order the
+    # Python interpreter chooses) sometimes segfaults after the script's work is done, as in QGIS issues about
+    # "segfault at exit"; the script's result is printed and flushed before it, so leave without that teardown.
+    postlude = "\nsys.stdout.flush()\nimport os\nos._exit(0)\n"
+    proc = subprocess.run([QGIS_PYTHON, "-c", prelude + script + postlude, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
