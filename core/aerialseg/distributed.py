@@ -31,7 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,18 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from aerialseg.card import NODATA_CLASS, ModelCard
-from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError, RasterError, first_line
-from aerialseg.inference import BlockBlender, classes_from_sums, plan_grid, predict_batch, tile_batches, write_block
+from aerialseg.errors import AerialSegError, Cancelled, InputError, MissingExtra, OutputError, first_line
+from aerialseg.inference import (
+    BlockBlender,
+    add_spill,
+    classes_from_sums,
+    plan_grid,
+    predict_batch,
+    require_valid_pixels,
+    tile_batches,
+    write_block,
+)
+from aerialseg.options import ClassifyOptions
 from aerialseg.raster import (
     ClassRasterWriter,
     TileReader,
@@ -66,23 +76,13 @@ class BlockJob:
     input: str
     model: str
     work_dir: str
-    device: str = "auto"
-    tile_size: int | None = None
-    overlap: int | None = None
-    batch_size: int | None = None
-    tta: str = "none"
-    resample: bool = True
-    value_range: float | None = None
+    options: ClassifyOptions
     confidence: bool = False
-    block_size: int = 2048
-    threads: int | None = None
-    precision: str = "auto"
-    input_gsd: float | None = None
     host_threads: dict[str, int] = field(default_factory=dict)  # ONNX Runtime threads per worker, by host
 
     def key(self) -> str:
         """A digest of what decides the output (not where or how fast it runs)."""
-        what = {k: v for k, v in asdict(self).items() if k not in ("work_dir", "threads", "host_threads")}
+        what = {"input": self.input, "model": self.model, "confidence": self.confidence, **self.options.output_key()}
         for path in (self.input, self.model):
             with contextlib.suppress(OSError):
                 st = os.stat(path)
@@ -134,11 +134,11 @@ def _context(job: BlockJob) -> _Context:
     key = job.key()
     with _CONTEXT_LOCK:  # a worker may run several tasks at once, in threads
         if key not in _CONTEXTS:
-            net = worker_model(job.model, job.device, job.threads or worker_threads(job.host_threads), job.precision)
+            opts = job.options
+            net = worker_model(job.model, opts.device, opts.threads or worker_threads(job.host_threads), opts.precision)
             with open_raster(job.input) as ds:
-                grid, tiles = plan_grid(ds, net.card, job.tile_size, job.overlap, job.resample, job.block_size,
-                                        job.input_gsd)
-                gain, offset = normalisation(ds, net.card, job.value_range)
+                grid, tiles = plan_grid(ds, net.card, opts)
+                gain, offset = normalisation(ds, net.card, opts.value_range)
             _CONTEXTS.clear()  # one job at a time per worker is the common case; keep memory bounded
             _CONTEXTS[key] = _Context(net, tiles, grid, gain, offset)
         return _CONTEXTS[key]
@@ -161,14 +161,14 @@ def _compute_block(job: BlockJob, row: int, col: int) -> tuple[Any, ...]:
     if _piece_path(job, row, col).exists() and saved.exists():
         return (None, *_load_spills(saved))
     ctx = _context(job)
-    run = BlockBlender(ctx.net, ctx.tiles, job.tta, lambda done, total: None, lambda: False)
+    tta = job.options.tta
+    run = BlockBlender(ctx.net, ctx.tiles, tta, lambda done, total: None, lambda: False)
     block = ctx.tiles.block_at(row, col)
     sums = run.start(block)
-    batch = job.batch_size or (8 if ctx.net.device == "cuda" else 1)
     reader = TileReader(job.input, ctx.net.card, ctx.grid, ctx.gain, ctx.offset)
-    for b in tile_batches(reader, ctx.tiles, batch, [block]):
+    for b in tile_batches(reader, ctx.tiles, job.options.batch_for(ctx.net.device), [block]):
         if b.images is not None:
-            run.add(sums, block, b.tiles, predict_batch(ctx.net, b.images, job.tta))
+            run.add(sums, block, b.tiles, predict_batch(ctx.net, b.images, tta))
     run.pass_spills(block, sums)  # in memory (no spill_dir): right, below, below-right
     spills: list[Any] = [run.pending.get((row + dr, col + dc), [None])[0] for dr, dc in ((0, 1), (1, 0), (1, 1))]
     _save_spills(saved, spills)
@@ -200,9 +200,8 @@ def _finish_block(job: BlockJob, row: int, col: int, sums: np.ndarray | None, *i
     ctx = _context(job)
     block = ctx.tiles.block_at(row, col)
     sums = sums.copy()  # the compute task's result: a retried finish must start from it unchanged
-    for spill in filter(None, incoming):
-        y, x, part = spill
-        sums[:, y - block.y0 : y - block.y0 + part.shape[1], x - block.x0 : x - block.x0 + part.shape[2]] += part
+    for y, x, part in filter(None, incoming):
+        add_spill(sums, block, y, x, part)
     classes, confidence = classes_from_sums(sums, job.confidence)
     with open_raster(job.input) as ds, _PieceWriter(piece, job.confidence) as writer:
         write_block(writer, ds, ctx.grid, ctx.tiles, block, classes, confidence)
@@ -260,7 +259,7 @@ def classify_on_cluster(
     conf: Path | None,
     model: str | Path | Model | None,
     client: Any,
-    options: dict[str, Any],
+    options: ClassifyOptions,
     on_progress: Callable[[int, int], None],
     should_cancel: Callable[[], bool],
     work_in: Path | None = None,
@@ -268,21 +267,22 @@ def classify_on_cluster(
     """The work of :func:`aerialseg.predict.classify` (outputs already checked) on the Dask ``client``; the
     resumable work folder lives in ``work_in`` (default: the output's folder)."""
     net_path = _model_path(model)
-    job = BlockJob(input=_absolute(input), model=net_path, work_dir="", confidence=conf is not None,
-                   host_threads=host_threads(client), **options)
+    job = BlockJob(input=_absolute(input), model=net_path, work_dir="", options=options,
+                   confidence=conf is not None, host_threads=host_threads(client))
     card = model_card(net_path)  # the workers load the model itself
     with open_raster(input) as ds:
         check_bands(ds, card, input)
-        _, tiles = plan_grid(ds, card, job.tile_size, job.overlap, job.resample, job.block_size, job.input_gsd)
+        _, tiles = plan_grid(ds, card, options)
         megapixels = ds.width * ds.height / 1e6
         work = _work_dir(out, job, work_in or out.parent)
-        job = BlockJob(**{**asdict(job), "work_dir": str(work)})
+        job = replace(job, work_dir=str(work))
         started = time.perf_counter()
         try:
             summaries = _run_blocks(client, job, tiles, on_progress, should_cancel)
-            if not any(s.get("valid", True) for s in summaries):
+            found = any(s.get("valid", True) for s in summaries)
+            if not found:
                 remove_work_dir(work)
-                raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+            require_valid_pixels(input, found)
             assembling = time.perf_counter()
             _assemble(ds, card, tiles, job, out, conf, summaries)
         except (Cancelled, KeyboardInterrupt):

@@ -22,11 +22,11 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aerialseg import presets
+from aerialseg.card import NODATA_CLASS
 from aerialseg.errors import InputError, MissingExtra, OutputError, RasterError
 from aerialseg.metrics import confusion_matrix, format_scores, scores
 from aerialseg.presets import RGB
 
-NODATA_CLASS = 255
 PRESETS = {
     "dubai": presets.DUBAI_CLASSES, "landcoverai": presets.LANDCOVERAI_CLASSES, "potsdam": presets.POTSDAM_CLASSES,
 }

@@ -18,9 +18,17 @@ from typing import Any, Protocol
 import numpy as np
 from rasterio.windows import Window
 
-from aerialseg.card import MAX_TILE, MIN_TILE, NODATA_CLASS, ModelCard
-from aerialseg.errors import Cancelled, InputError
-from aerialseg.raster import TileReader, WorkingGrid, read_valid_mask, working_grid, working_valid_mask
+from aerialseg.card import NODATA_CLASS, ModelCard
+from aerialseg.errors import Cancelled, RasterError
+from aerialseg.options import ClassifyOptions, check_overlap, check_tile_size
+from aerialseg.raster import (
+    WorkingGrid,
+    finite_pixels,
+    normalised_tile,
+    read_valid_mask,
+    working_grid,
+    working_valid_mask,
+)
 from aerialseg.runtime import Model
 from aerialseg.tiling import Block, Tile, TileGrid, blend_weights, tile_borders
 
@@ -29,25 +37,63 @@ WRITE_STRIP_PIXELS = 1 << 22  # input pixels written at once (bounds memory for 
 ProgressCallback = Callable[[int, int], None]
 
 
-def plan_grid(ds: Any, card: ModelCard, tile_size: int | None, overlap: int | None, resample: bool,
-              block_size: int, input_gsd: float | None = None) -> tuple[WorkingGrid, TileGrid]:
+def plan_grid(ds: Any, card: ModelCard, options: ClassifyOptions) -> tuple[WorkingGrid, TileGrid]:
     """The working grid and its tile grid: the one plan every process (or Dask worker) of a run shares."""
-    tile, ov = tile_geometry(card.tile_size, card.overlap, tile_size, overlap)
-    grid = working_grid(ds, card, resample, input_gsd)
-    return grid, TileGrid.create(grid.height, grid.width, tile, ov, block_size)
+    tile, ov = tile_geometry(card.tile_size, card.overlap, options.tile_size, options.overlap)
+    grid = working_grid(ds, card, options.resample, options.input_gsd)
+    return grid, TileGrid.create(grid.height, grid.width, tile, ov, options.block_size)
 
 
 def tile_geometry(card_tile: int, card_overlap: int, tile: int | None, overlap: int | None) -> tuple[int, int]:
     """Tile size and overlap from the card or the user, checked."""
     tile = card_tile if tile is None else tile
-    if not MIN_TILE <= tile <= MAX_TILE or tile % 16:
-        raise InputError(f"tile size must be a multiple of 16 from {MIN_TILE} to {MAX_TILE}, got {tile}")
+    check_tile_size(tile)
     ov = card_overlap if overlap is None else overlap
     if overlap is None and tile != card_tile:  # keep the card's overlap ratio
         ov = round(card_overlap * tile / card_tile)
-    if not 0 <= ov <= tile // 2:
-        raise InputError(f"overlap must be between 0 and half the tile size ({tile // 2}), got {ov}")
+    check_overlap(ov, tile)
     return tile, ov
+
+
+def require_valid_pixels(input: str | Path, found: bool) -> None:
+    """Refuse an input none of whose pixels could be classified (``found``: some were)."""
+    if not found:
+        raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+
+
+class TileSource(Protocol):
+    """Normalised model input tiles of the working grid (:class:`aerialseg.raster.TileReader` reads a file)."""
+
+    def read(self, y0: int, x0: int, size: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class ArrayTiles:
+    """Tiles of an image in memory (C, H, W raw values), normalised and padded as a file's tiles are."""
+
+    def __init__(self, raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> None:
+        self.raw, self.valid = raw, valid & finite_pixels(raw)
+        self.gain, self.offset = gain[:, None, None], offset[:, None, None]
+
+    def read(self, y0: int, x0: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        raw, valid = self.raw[:, y0 : y0 + size, x0 : x0 + size], self.valid[y0 : y0 + size, x0 : x0 + size]
+        return normalised_tile(raw, valid, self.gain, self.offset, size)
+
+    def close(self) -> None:
+        pass
+
+
+def classify_array(net: Model, tiles: ArrayTiles, options: ClassifyOptions) -> Iterator[tuple[Block, np.ndarray]]:
+    """Class ids (nodata where invalid) of an image in memory, block by block: :func:`aerialseg.classify`'s
+    tile plan, blending and class decision on the image's own grid (what ``resample=False`` does to a file)."""
+    _, height, width = tiles.raw.shape
+    tile, ov = tile_geometry(net.card.tile_size, net.card.overlap, options.tile_size, options.overlap)
+    grid = TileGrid.create(height, width, tile, ov, options.block_size)
+    run = BlockBlender(net, grid, options.tta, lambda done, total: None, lambda: False)
+    for block, classes, _ in run.blocks(tile_batches(tiles, grid, options.batch_for(net.device))):
+        valid = tiles.valid[block.y0 : block.y0 + block.height, block.x0 : block.x0 + block.width]
+        yield block, np.where(valid, classes, NODATA_CLASS).astype(np.uint8)
 
 
 @dataclass
@@ -61,7 +107,7 @@ class TileBatch:
 
 
 def tile_batches(
-    reader: TileReader, tiles: TileGrid, batch_size: int, blocks: list[Block] | None = None
+    reader: TileSource, tiles: TileGrid, batch_size: int, blocks: list[Block] | None = None
 ) -> Iterator[TileBatch]:
     """Read the tiles of ``blocks`` (default: all) in order, batched; tiles with no valid pixel are skipped."""
     try:
@@ -128,7 +174,7 @@ class BlockBlender:
             if isinstance(piece, Path):  # spooled to disk by pass_spills
                 path, piece = piece, np.load(piece)
                 path.unlink()
-            sums[:, y - block.y0 : y - block.y0 + piece.shape[1], x - block.x0 : x - block.x0 + piece.shape[2]] += piece
+            add_spill(sums, block, y, x, piece)
         return sums
 
     def add(self, sums: np.ndarray, block: Block, tiles: list[Tile], probs: np.ndarray) -> None:
@@ -156,6 +202,11 @@ class BlockBlender:
                     kept = self.spill_dir / f"{block.row}_{block.col}_{dc}.npy"
                     np.save(kept, piece)
                 self.pending.setdefault(key, []).append((block.y0 + dr * h, block.x0 + dc * w, kept))
+
+
+def add_spill(sums: np.ndarray, block: Block, y: int, x: int, piece: np.ndarray) -> None:
+    """Add the margin ``piece`` (working-grid origin ``y``, ``x``) spilled into ``block`` to its sums."""
+    sums[:, y - block.y0 : y - block.y0 + piece.shape[1], x - block.x0 : x - block.x0 + piece.shape[2]] += piece
 
 
 def classes_from_sums(core: np.ndarray, confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

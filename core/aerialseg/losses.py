@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerialseg.errors import InputError
+from aerialseg.metrics import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 LOSS_NAMES = ("ce", "dice", "focal", "ce+dice", "focal+dice")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # reference (mask) value of unlabelled pixels: scored nowhere, learnt from by no loss
 
 
 def confusion_matrix(

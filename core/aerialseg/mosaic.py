@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,6 +28,7 @@ import rasterio
 from aerialseg._version import __version__
 from aerialseg.card import NODATA_CLASS, ModelCard
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError, first_line
+from aerialseg.options import ClassifyOptions
 from aerialseg.raster import CLASS_TABLE_TAG, check_bands, open_raster, style_files
 from aerialseg.scratch import claim_outputs
 from aerialseg.style import category_names_xml, class_table_json, colormap, raster_qml
@@ -77,7 +78,7 @@ def classify_many(
     folder: Path,
     name: str,
     model: str | Path | None,
-    options: dict[str, Any],
+    options: ClassifyOptions | Mapping[str, Any],
     *,
     client: Any = None,
     overwrite: bool = False,
@@ -89,11 +90,12 @@ def classify_many(
 
     Every input is checked first (readable, the model's bands, north-up, one CRS for all): a bad one
     fails the run before any classification. The resumable work folder lives in ``work_in`` (default:
-    ``folder``). Returns the class rasters and the VRT. ``options`` are :func:`aerialseg.classify`'s
-    keyword options.
+    ``folder``). Returns the class rasters and the VRT. ``options``: :func:`aerialseg.classify`'s options (or
+    a mapping of its keywords, checked here before any work).
     """
     from aerialseg.runtime import model_card, resolve_model
 
+    options = ClassifyOptions.of(options)
     model_path = str(resolve_model(model).resolve())  # type: ignore[arg-type]
     card = model_card(model_path)
     rasters, vrt = output_paths(inputs, folder, name)
@@ -125,7 +127,7 @@ def check_inputs(inputs: Sequence[Path], card: ModelCard) -> None:
 
 
 def _classify_into(inputs: Sequence[Path], folder: Path, work_in: Path, name: str, model_path: str,
-                   card: ModelCard, options: dict[str, Any], client: Any, progress: Callable[[int, int], None],
+                   card: ModelCard, options: ClassifyOptions, client: Any, progress: Callable[[int, int], None],
                    cancel: Callable[[], bool]) -> None:
     """Classify in the work folder, then move the rasters and the VRT into ``folder``."""
     rasters, vrt = output_paths(inputs, folder, name)
@@ -154,11 +156,11 @@ def _classify_into(inputs: Sequence[Path], folder: Path, work_in: Path, name: st
     log.info("classified %d rasters in %.1f s -> %s", len(inputs), time.perf_counter() - started, vrt)
 
 
-def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: dict[str, Any]) -> Path:
+def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: ClassifyOptions) -> Path:
     from aerialseg.distributed import work_folder
 
     stats = [[st.st_size, st.st_mtime_ns] for st in map(os.stat, [*inputs, model])]  # a changed file is a new job
-    what = [inputs, model, options, stats, __version__]
+    what = [inputs, model, options.output_key(), stats, __version__]
     key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     work = work_folder(folder / f".{name}.aerialseg-work", key)
     done = len(list(work.glob("*_landcover.tif")))
@@ -167,20 +169,20 @@ def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: d
     return work
 
 
-def classify_file(src: str, dst: str, model: str, options: dict[str, Any]) -> str:
-    """Classify one input into ``dst`` unless an earlier run did (a task on a worker, or a loop step)."""
+def classify_file(src: str, dst: str, model: str, options: ClassifyOptions,
+                  host_threads: dict[str, int] | None = None) -> str:
+    """Classify one input into ``dst`` unless an earlier run did (a task on a worker, or a loop step);
+    ``host_threads``: ONNX Runtime threads per worker host, unless the options say."""
     from aerialseg.distributed import worker_model, worker_threads
-    from aerialseg.predict import classify
+    from aerialseg.predict import classify_with
 
     if not Path(dst).exists():
-        threads = options.get("threads") or worker_threads(options.get("host_threads", {}))
-        net = worker_model(model, options.get("device", "auto"), threads, options.get("precision", "auto"))
-        opts = {k: v for k, v in options.items() if k not in ("device", "threads", "host_threads", "precision")}
-        classify(src, dst, net, **opts)
+        threads = options.threads or worker_threads(host_threads or {})
+        classify_with(options, src, dst, worker_model(model, options.device, threads, options.precision))
     return dst
 
 
-def _run_here(jobs: list[tuple[str, str]], model: str, options: dict[str, Any],
+def _run_here(jobs: list[tuple[str, str]], model: str, options: ClassifyOptions,
               progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> None:
     progress(0, len(jobs))
     for i, (src, dst) in enumerate(jobs):
@@ -190,14 +192,14 @@ def _run_here(jobs: list[tuple[str, str]], model: str, options: dict[str, Any],
         progress(i + 1, len(jobs))
 
 
-def _run_on_cluster(client: Any, jobs: list[tuple[str, str]], model: str, options: dict[str, Any],
+def _run_on_cluster(client: Any, jobs: list[tuple[str, str]], model: str, options: ClassifyOptions,
                     progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> None:
     from aerialseg.distributed import host_threads, wait_for
 
-    opts = {**options, "host_threads": host_threads(client)}
+    threads = host_threads(client)
     run = uuid.uuid4().hex[:12]  # task names unique to this run: Dask shares results between equal names
-    futures = [client.submit(classify_file, src, dst, model, opts, key=f"aerialseg-file-{run}-{i}", retries=2)
-               for i, (src, dst) in enumerate(jobs)]
+    futures = [client.submit(classify_file, src, dst, model, options, threads, key=f"aerialseg-file-{run}-{i}",
+                             retries=2) for i, (src, dst) in enumerate(jobs)]
     wait_for(client, futures, progress, cancel, what="a raster")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import queue
 import tempfile
 import threading
@@ -22,16 +21,18 @@ from pathlib import Path
 from typing import Any, cast
 
 from aerialseg.choose import AUTO, resolve_auto
-from aerialseg.errors import InputError, RasterError
+from aerialseg.errors import InputError
 from aerialseg.inference import (
     BlockBlender,
     ProgressCallback,
     TileBatch,
     plan_grid,
+    require_valid_pixels,
     tile_batches,
     write_block,
     write_working_block,
 )
+from aerialseg.options import ClassifyOptions
 from aerialseg.raster import (
     ClassRasterWriter,
     TileReader,
@@ -47,8 +48,6 @@ from aerialseg.runtime import Model, load_model
 from aerialseg.scratch import claim_outputs, remove_stale, scratch_prefix
 
 log = logging.getLogger("aerialseg")
-TTA_MODES = ("none", "flip", "d4")
-OUTPUT_GRIDS = ("input", "working")
 
 
 def classify(
@@ -110,63 +109,79 @@ def classify(
     Returns:
         The path of the class raster.
     """
-    if tta not in TTA_MODES:
-        raise InputError(f"tta must be one of {', '.join(TTA_MODES)}, got '{tta}'")
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
-    if value_range is not None and not (math.isfinite(value_range) and value_range > 0):
-        raise InputError(f"value range (--value-range) must be a positive number, got {value_range}")
+    options = ClassifyOptions(device=device, tile_size=tile_size, overlap=overlap, batch_size=batch_size, tta=tta,
+                              resample=resample, value_range=value_range, block_size=block_size, threads=threads,
+                              precision=precision, input_gsd=input_gsd, output_grid=output_grid)
+    return classify_with(options, input, output, model, confidence=confidence, overwrite=overwrite, client=client,
+                         work_in=work_in, on_progress=on_progress, should_cancel=should_cancel)
+
+
+def classify_with(
+    options: ClassifyOptions,
+    input: str | Path,
+    output: str | Path,
+    model: str | Path | Model | None = "auto",
+    *,
+    confidence: str | Path | None = None,
+    overwrite: bool = False,
+    client: Any = None,
+    work_in: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """:func:`classify` with its options made (and checked) already; a loaded ``model`` keeps its own device,
+    threads and precision."""
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
     outputs = [out, *([conf] if conf else [])]
     for path in outputs:
         check_raster_suffix(path)
-    check_style_files([out, *([conf] if conf else [])], input, overwrite)
-    if threads is not None and threads < 1:
-        raise InputError(f"threads must be at least 1, got {threads}")
-    if output_grid not in OUTPUT_GRIDS:
-        raise InputError(f"output grid must be one of {', '.join(OUTPUT_GRIDS)}, got '{output_grid}'")
-    if output_grid == "working" and client is not None:
+    check_style_files(outputs, input, overwrite)
+    if options.output_grid == "working" and client is not None:
         raise InputError("--output-grid working does not run on a Dask cluster yet; leave out --workers/--scheduler")
     if isinstance(model, str) and model == AUTO:
-        model = resolve_auto(model, input, (), input_gsd)
+        model = resolve_auto(model, input, (), options.input_gsd)
+    progress, cancel = on_progress or (lambda done, total: None), should_cancel or (lambda: False)
     if client is not None:
         from aerialseg.distributed import classify_on_cluster
 
-        options = {"device": device, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                   "tta": tta, "resample": resample, "value_range": value_range, "block_size": block_size,
-                   "threads": threads, "precision": precision, "input_gsd": input_gsd}
         with claim_outputs(outputs, overwrite):
-            return classify_on_cluster(input, out, conf, model, client, options, on_progress or (lambda d, t: None),
-                                       should_cancel or (lambda: False), Path(work_in) if work_in else None)
+            return classify_on_cluster(input, out, conf, model, client, options, progress, cancel,
+                                       Path(work_in) if work_in else None)
+    return _classify_here(input, out, conf, model, options, overwrite, progress, cancel)
+
+
+def _classify_here(input: str | Path, out: Path, conf: Path | None, model: str | Path | Model | None,
+                   options: ClassifyOptions, overwrite: bool, on_progress: ProgressCallback,
+                   should_cancel: Callable[[], bool]) -> Path:
+    """Classify in this process."""
     started = time.perf_counter()
     remove_stale(Path(tempfile.gettempdir()))  # margins of runs killed earlier
     with contextlib.ExitStack() as stack, open_raster(input) as ds:
-        stack.enter_context(claim_outputs(outputs, overwrite))
-        net = cast(Model, model) if hasattr(model, "predict") else load_model(model, device, threads, precision)
+        stack.enter_context(claim_outputs([out, *([conf] if conf else [])], overwrite))
+        net = cast(Model, model) if hasattr(model, "predict") else load_model(
+            model, options.device, options.threads, options.precision)
         check_bands(ds, net.card, input)
-        grid, tiles = plan_grid(ds, net.card, tile_size, overlap, resample, block_size, input_gsd)
-        gain, offset = normalisation(ds, net.card, value_range)
+        grid, tiles = plan_grid(ds, net.card, options)
+        gain, offset = normalisation(ds, net.card, options.value_range)
         margins = tempfile.TemporaryDirectory(prefix=scratch_prefix("aerialseg-margins", hidden=False))
         spills = Path(stack.enter_context(margins))
-        run = BlockBlender(net, tiles, tta, on_progress or (lambda done, total: None),
-                           should_cancel or (lambda: False), confidence=conf is not None, spill_dir=spills)
-        batch = batch_size or (8 if net.device == "cuda" else 1)
+        run = BlockBlender(net, tiles, options.tta, on_progress, should_cancel, confidence=conf is not None,
+                           spill_dir=spills)
+        batch = options.batch_for(net.device)
         batches = _prefetched(lambda: tile_batches(TileReader(input, net.card, grid, gain, offset), tiles, batch))
-        working = output_grid == "working" and grid.resampled
+        working = options.output_grid == "working" and grid.resampled
         like = WorkingGridRaster(ds, grid) if working else ds
         write = write_working_block if working else write_block
         with ClassRasterWriter(out, like, net.card, conf) as writer:
             with contextlib.closing(batches):  # stop the reader thread and close its file on any exit
                 for block, classes, confidence_pct in run.blocks(batches):
                     write(writer, ds, grid, tiles, block, classes, confidence_pct)
-            if run.predicted == 0:
-                raise RasterError(f"{input} has no valid pixels (all nodata); nothing to classify")
+            require_valid_pixels(input, run.predicted > 0)
             writer.commit()
     log.info("classified %s: %d tiles (%d empty, skipped) in %.1f s -> %s",
              Path(str(input)).name, run.predicted, run.skipped, time.perf_counter() - started, out)
     return out
-
 
 
 _END = object()

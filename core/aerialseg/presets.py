@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from aerialseg.card import ClassInfo
+from aerialseg.metrics import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 RGB = tuple[int, int, int]
 
 DUBAI_CLASSES = (

@@ -32,6 +32,7 @@ from rasterio.windows import Window
 from aerialseg import style
 from aerialseg.card import NODATA_CLASS, ClassInfo, ModelCard
 from aerialseg.errors import InputError, OutputError, RasterError, first_line
+from aerialseg.options import check_input_gsd
 from aerialseg.scratch import remove_stale, scratch_prefix, write_error
 
 log = logging.getLogger("aerialseg")
@@ -142,8 +143,7 @@ def working_grid(ds: Any, card: ModelCard, resample: bool = True, input_gsd: flo
     native = WorkingGrid(ds.width, ds.height, ds.transform)
     ground = ground_pixel_size(ds)
     if input_gsd is not None:
-        if not (math.isfinite(input_gsd) and input_gsd > 0):
-            raise InputError(f"--input-gsd must be a positive number of metres, got {input_gsd}")
+        check_input_gsd(input_gsd)
         if ground is None:
             ground = (input_gsd, input_gsd)
         else:
@@ -206,6 +206,17 @@ def normalisation(ds: Any, card: ModelCard, value_range: float | None = None) ->
         log.info("value range: 0..%g as given (--value-range)", value_range)
     else:
         lo, hi = _raw_range(ds, bands, card)
+    return gain_offset(lo, hi, card)
+
+
+def card_normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset for values already in the card's 0..scale (uint8 images, training data)."""
+    bands = len(card.bands)
+    return gain_offset(np.zeros(bands), np.full(bands, card.scale), card)
+
+
+def gain_offset(lo: np.ndarray, hi: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band float32 gain and offset taking raw ``lo..hi`` to the card's normalised input."""
     span = (hi - lo) / card.scale  # raw units per model unit
     std, mean = np.asarray(card.std), np.asarray(card.mean)
     gain = 1.0 / (span * card.scale * std)
@@ -283,6 +294,25 @@ def _pieces(start: int, count: int, scale: float, n_input: int, step: int) -> li
     return pieces
 
 
+def normalised_tile(raw: np.ndarray, valid: np.ndarray, gain: np.ndarray, offset: np.ndarray,
+                    size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (C, h, w) values as model input, padded to ``size`` x ``size`` past the raster's far edges.
+
+    Returns the normalised float32 image (nodata set to the training mean, 0) and its validity (``valid``
+    where the values are finite too). ``gain``, ``offset``: (C, 1, 1), from :func:`normalisation`.
+    """
+    valid = valid & finite_pixels(raw)
+    image = raw.astype(np.float32)
+    image[:, ~valid] = 0.0  # no inf - inf (and no numpy warning) on the way
+    image = image * gain + offset
+    image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
+    pad = ((0, size - raw.shape[1]), (0, size - raw.shape[2]))
+    if pad != ((0, 0), (0, 0)):
+        image = np.pad(image, ((0, 0), *pad), mode="symmetric")
+        valid = np.pad(valid, pad, constant_values=False)
+    return image, valid
+
+
 class TileReader:
     """Reads normalised model input tiles and their validity from the working grid.
 
@@ -315,23 +345,13 @@ class TileReader:
         try:
             if self._decimate:
                 raw, valid = self._decimated(y0, x0, h, w)
-                h, w = valid.shape
             else:
                 raw = self.ds.read(self.bands, window=window)
                 valid = self.ds.dataset_mask(window=window) > 0
         except RasterioError as e:
             raise RasterError(f"cannot read {self.path} near pixel ({x0}, {y0}): {first_line(e)}; "
                               "the file may be corrupt") from None
-        valid &= finite_pixels(raw)
-        image = raw.astype(np.float32)
-        image[:, ~valid] = 0.0  # no inf - inf (and no numpy warning) on the way
-        image = image * self.gain + self.offset
-        image[:, ~valid] = 0.0  # nodata is the training mean, not whatever value marks it
-        pad = ((0, size - h), (0, size - w))
-        if pad != ((0, 0), (0, 0)):
-            image = np.pad(image, ((0, 0), *pad), mode="symmetric")
-            valid = np.pad(valid, pad, constant_values=False)
-        return image, valid
+        return normalised_tile(raw, valid, self.gain, self.offset, size)
 
     def _decimated(self, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Working pixels [y0, y0+h) x [x0, x0+w) averaged from the input, read in cache-sized strips.

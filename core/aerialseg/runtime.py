@@ -12,19 +12,18 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from aerialseg.card import ModelCard, read_card
 from aerialseg.download import cached_models, fetch_model, is_url
-from aerialseg.errors import InputError, MissingExtra, ModelError, first_line
+from aerialseg.errors import MissingExtra, ModelError, first_line
+from aerialseg.options import DEVICES, PRECISIONS, check_choice
 
 log = logging.getLogger("aerialseg")
 MODELS_DIR = Path(__file__).resolve().parent / "models"  # package data: travels inside the wheel
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
 INT8_SUFFIX = ".int8"  # <name>.int8.onnx beside <name>.onnx: its static int8 (QDQ) variant
 INT8_MIN_SPEEDUP, INT8_MAX_MIOU_LOSS = 1.5, 0.01  # what auto precision asks of a variant (from its card)
 
@@ -107,10 +106,8 @@ def load_model(
     converter of the [gpu] extra is installed), on the CPU the int8 variant when its card shows it at least
     1.5x faster with an mIoU within 0.01 of the float model's.
     """
-    if device not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    check_choice("device", device, DEVICES)
+    check_choice("precision", precision, PRECISIONS)
     path = resolve_model(spec)
     if path.suffix.lower() in _TORCH_SUFFIXES:
         if precision in ("int8", "fp16"):
@@ -339,32 +336,44 @@ def check_finite(out: np.ndarray, card: ModelCard) -> None:
 
 
 class TorchModel:
-    """A PyTorch training checkpoint (dict with "arch", "card", "state_dict") run with torch."""
+    """A PyTorch network run with torch: a training checkpoint (dict with "arch", "card", "state_dict") read from
+    ``path``, or (with :meth:`of_net`) a network in memory, such as the one being trained."""
 
     def __init__(self, path: Path, device: str = "auto") -> None:
         try:
-            import torch
-
             from aerialseg.nets import build_model, load_checkpoint
         except ImportError as e:
             raise MissingExtra(f"running the PyTorch checkpoint {path.name}", "train", e.name) from None
         try:
             ckpt = load_checkpoint(path)
-            self.card = ModelCard.from_dict(ckpt["card"], str(path))
-            self.net = build_model(ckpt["arch"])
-            self.net.load_state_dict(ckpt["state_dict"])
+            card = ModelCard.from_dict(ckpt["card"], str(path))
+            net = build_model(ckpt["arch"])
+            net.load_state_dict(ckpt["state_dict"])
         except ModelError:
             raise
         except Exception as e:  # torch raises many types for a bad file
             raise ModelError(f"{path} is not a readable AerialSeg checkpoint ({type(e).__name__}: {e})") from None
+        self._use(net, card, device)
+        torch = self._torch
+        log.info("runtime: PyTorch %s on %s (%s)", torch.__version__, self.device.upper(),
+                 "CUDA GPU found" if self.device == "cuda" else "CPU requested" if device == "cpu" else "no CUDA GPU")
+
+    @classmethod
+    def of_net(cls, net: Any, card: ModelCard, device: str) -> TorchModel:
+        """Run ``net`` (a torch module returning logits; put in eval mode) as a model with ``card``."""
+        model = cls.__new__(cls)
+        model._use(net, card, device)
+        return model
+
+    def _use(self, net: Any, card: ModelCard, device: str) -> None:
+        import torch
+
         cuda = torch.cuda.is_available()
         if device == "cuda" and not cuda:
             raise ModelError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        self.card, self.net, self._torch = card, net, torch
         self.device = "cuda" if cuda and device != "cpu" else "cpu"
         self.net.to(self.device).eval()
-        self._torch = torch
-        log.info("runtime: PyTorch %s on %s (%s)", torch.__version__, self.device.upper(),
-                 "CUDA GPU found" if self.device == "cuda" else "CPU requested" if device == "cpu" else "no CUDA GPU")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -1,6 +1,7 @@
 """The epoch loop of :mod:`aerialseg.train`.
 
-Validation on whole images, checkpoints, history (CSV, JSON), curves (PNG).
+Validation on whole images through the inference core (so its scores are the scores ``classify`` gets with
+the run's model), checkpoints, history (CSV, JSON), curves (PNG).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,60 +20,41 @@ import torch
 from torch import nn
 
 from aerialseg import datasets as ds
+from aerialseg.card import ModelCard
 from aerialseg.errors import Cancelled
+from aerialseg.inference import ArrayTiles, classify_array
 from aerialseg.metrics import confusion_matrix, format_scores, scores
 from aerialseg.nets import save_checkpoint
+from aerialseg.options import ClassifyOptions
+from aerialseg.raster import card_normalisation
+from aerialseg.runtime import Model, TorchModel
 
 log = logging.getLogger(__name__)
 
 
-def predict_logits(model: nn.Module, image: torch.Tensor, tile: int = 512, overlap: int = 64) -> torch.Tensor:
-    """Logits (K, H, W) of a normalised image (C, H, W), by overlapping tiles averaged together."""
-    _, h, w = image.shape
-    if h <= tile and w <= tile:  # one pass over the whole image, padded to a multiple of 32
-        tile = max(32 * math.ceil(h / 32), 32 * math.ceil(w / 32))
-        overlap = 0
-    ph, pw = max(0, tile - h), max(0, tile - w)
-    x = nn.functional.pad(image[None], (0, pw, 0, ph), mode="replicate")[0] if ph or pw else image
-    H, W, step = x.shape[1], x.shape[2], tile - overlap
-    starts = lambda n: sorted({*range(0, n - tile + 1, step), n - tile})
-    out, count = None, torch.zeros(1, H, W, device=image.device)
-    for y in starts(H):
-        for xx in starts(W):
-            logits = model(x[None, :, y : y + tile, xx : xx + tile])[0].float()
-            if out is None:
-                out = torch.zeros(logits.shape[0], H, W, device=image.device)
-            out[:, y : y + tile, xx : xx + tile] += logits
-            count[:, y : y + tile, xx : xx + tile] += 1
-    assert out is not None
-    return (out / count)[:, :h, :w]
+VALIDATION = ClassifyOptions(resample=False)  # classify's defaults, on each image's own grid
 
 
 @torch.no_grad()
-def validate(
-    model: nn.Module,
-    samples: Sequence[ds.Sample],
-    num_classes: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    tile: int = 512,
-    device: str = "cpu",
-) -> np.ndarray:
-    """Confusion matrix of whole validation images, scored at their native (mask) resolution."""
-    model.eval()
-    cm = np.zeros((num_classes, num_classes), np.int64)
-    m = torch.tensor(mean, device=device)[:, None, None] * 255
-    s = torch.tensor(std, device=device)[:, None, None] * 255
+def validate(model: nn.Module, samples: Sequence[ds.Sample], card: ModelCard, device: str = "cpu") -> np.ndarray:
+    """Confusion matrix of whole validation images, each classified as :func:`aerialseg.classify` classifies it
+    with ``card`` (its tile size and overlap, the same blending and class decision), at the mask's resolution."""
+    net = TorchModel.of_net(model, card, device)
+    k = len(card.classes)
+    cm = np.zeros((k, k), np.int64)
     for sample in samples:
-        image, _ = ds.load_pair(sample, num_classes)
-        mask = ds.read_sample_mask(sample, num_classes)
-        x = (torch.from_numpy(np.asarray(image, np.float32)).to(device) - m) / s
-        with torch.autocast("cuda", enabled=device == "cuda"):
-            logits = predict_logits(model, x, tile)
-        if logits.shape[1:] != mask.shape:
-            logits = nn.functional.interpolate(logits[None], size=mask.shape, mode="bilinear", align_corners=False)[0]
-        cm += confusion_matrix(mask, logits.argmax(0).cpu().numpy(), num_classes)
+        for classes, mask in validation_blocks(net, sample):
+            cm += confusion_matrix(mask, classes, k)
     return cm
+
+
+def validation_blocks(net: Model, sample: ds.Sample) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(predicted class ids, mask) of a validation sample, block by block (nodata 255 where the image has none)."""
+    image, mask = ds.load_pair(sample, len(net.card.classes))
+    valid = ds.image_validity(sample.image, sample.window, image.shape[1:])
+    tiles = ArrayTiles(image, np.ones(image.shape[1:], bool) if valid is None else valid, *card_normalisation(net.card))
+    for block, classes in classify_array(net, tiles, VALIDATION):
+        yield classes, mask[block.y0 : block.y0 + block.height, block.x0 : block.x0 + block.width]
 
 
 def write_history(out: Path, history: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
@@ -204,9 +186,7 @@ def run_epochs(
                 break
             te = time.time()
             loss = _train_epoch(ctx, epoch, bar, should_cancel)
-            cm = validate(
-                model, ctx["val_samples"], len(names), ctx["mean"], ctx["std"], config.val_tile, ctx["device"]
-            )
+            cm = validate(model, ctx["val_samples"], ctx["card"]({}), ctx["device"])
             s = scores(cm, names)
             row = {
                 "epoch": epoch + 1,
