@@ -18,7 +18,8 @@ PACKAGE = ROOT / "core" / "aerialseg"
 
 # Bottom to top. A module may import modules of its own layer or of the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("leaves", {"errors", "_version", "card", "options", "tiling", "metrics", "presets", "style", "scratch", "download"}),
+    ("leaves", {"errors", "_version", "card", "options", "tiling", "metrics", "presets", "style", "scratch",
+                "download"}),
     ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets"}),
     ("inference core", {"inference", "choose"}),
     ("cluster backend", {"distributed"}),

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 
+import aerialseg
 from aerialseg import datasets as ds
 from aerialseg.card import ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import build_loss
 from aerialseg.nets import build_model
+from aerialseg.runtime import TorchModel
 from aerialseg.train import TrainConfig, add_arguments, config_from_args, train
-from aerialseg.training_io import predict_logits
+from aerialseg.training_io import validation_blocks
 from trainkit import make_dubai, make_folder, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 pytestmark = pytest.mark.slow  # every test trains
@@ -79,13 +85,46 @@ def test_a_few_real_steps_lower_the_loss(dubai):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_predict_logits_tiles_cover_the_image():
-    net = torch.nn.Conv2d(3, 2, 1)
-    image = torch.randn(3, 70, 150)
-    with torch.no_grad():
-        tiled = predict_logits(net, image, tile=64, overlap=16)
-        whole = net(image[None])[0]
-    assert tiled.shape == (2, 70, 150) and torch.allclose(tiled, whole, atol=1e-5)
+def test_validation_scores_are_the_scores_classify_gets(tmp_path):
+    """Validation runs classify's tile plan, blending and class decision: a checkpoint's validation scores are
+    what ``aerialseg export`` + ``classify`` + ``evaluate`` give on the validation image."""
+    root = make_folder(tmp_path / "data", names=("a", "b"), size=160)
+    val = make_folder(tmp_path / "val", names=("c",), size=200)  # 4 x 4 tiles of 64 px with 16 px overlap
+    config = TrainConfig(out_dir=str(tmp_path / "run"), dataset="folder", images=str(root / "images"),
+                         masks=str(root / "masks"), val_images=str(val / "images"), val_masks=str(val / "masks"),
+                         class_names=("a", "b", "c"), epochs=2, **{**TINY, "gsd_m": 0.25, "tile_size": 64,
+                                                                     "overlap": 16})
+    history = train(config)["history"]
+    checkpoint, image, mask = tmp_path / "run" / "last.pt", val / "images" / "c.tif", val / "masks" / "c.tif"
+    validation = _validation_classes(checkpoint, ds.folder_samples(val / "images", val / "masks")[0])
+    torch_map = read_band(aerialseg.classify(image, tmp_path / "torch.tif", checkpoint, device="cpu"))
+    np.testing.assert_array_equal(validation, torch_map)  # the same torch model through classify: exactly equal
+
+    onnx, lc, scores = tmp_path / "m.onnx", tmp_path / "lc.tif", tmp_path / "scores.json"
+    for args in (["export", checkpoint, onnx], ["classify", image, lc, "-m", onnx, "--device", "cpu"],
+                 ["evaluate", lc, mask, "--classes", "a,b,c", "--json", scores]):
+        r = subprocess.run([sys.executable, "-m", "aerialseg.cli", *map(str, args)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    classified = read_band(lc)
+    assert classified.shape == validation.shape and (classified == validation).mean() >= 0.999
+    reported = np.array(history[-1]["confusion_matrix"])
+    evaluated = np.array(json.loads(scores.read_text())["confusion_matrix"])
+    assert reported.sum() == evaluated.sum() == (read_band(mask) != 255).sum()
+    assert np.abs(reported - evaluated).sum() <= 0.001 * reported.sum()  # ONNX vs torch float noise at ties only
+
+
+def _validation_classes(checkpoint: Path, sample: ds.Sample) -> np.ndarray:
+    """The class ids validation predicts for a sample with a checkpoint's network, put together from its blocks."""
+    whole = np.zeros(ds.raster_shape(sample.image), np.uint8)
+    for block, classes, _ in validation_blocks(TorchModel(checkpoint, "cpu"), sample):
+        whole[block.y0 : block.y0 + block.height, block.x0 : block.x0 + block.width] = classes
+    return whole
+
+
+def read_band(path: Path) -> np.ndarray:
+    with rasterio.open(path) as raster:
+        return raster.read(1)
 
 
 def test_train_writes_checkpoints_history_and_curves(dubai, tmp_path):

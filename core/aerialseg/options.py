@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from aerialseg.card import MAX_TILE, MIN_TILE
@@ -60,7 +60,12 @@ class ClassifyOptions:
     @classmethod
     def of(cls, options: ClassifyOptions | Mapping[str, Any]) -> ClassifyOptions:
         """``options`` as they are, or made (and so checked) from a mapping of classify's keywords."""
-        return options if isinstance(options, ClassifyOptions) else cls(**options)
+        if isinstance(options, ClassifyOptions):
+            return options
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown classify option(s) {', '.join(unknown)}")
+        return cls(**options)
 
     def batch_for(self, device: str) -> int:
         """Tiles per model call on ``device`` ("cpu" or "cuda"): the option, else the device's default."""

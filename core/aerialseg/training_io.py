@@ -28,6 +28,7 @@ from aerialseg.nets import save_checkpoint
 from aerialseg.options import ClassifyOptions
 from aerialseg.raster import card_normalisation
 from aerialseg.runtime import Model, TorchModel
+from aerialseg.tiling import Block
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,19 @@ def validate(model: nn.Module, samples: Sequence[ds.Sample], card: ModelCard, de
     k = len(card.classes)
     cm = np.zeros((k, k), np.int64)
     for sample in samples:
-        for classes, mask in validation_blocks(net, sample):
+        for _, classes, mask in validation_blocks(net, sample):
             cm += confusion_matrix(mask, classes, k)
     return cm
 
 
-def validation_blocks(net: Model, sample: ds.Sample) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(predicted class ids, mask) of a validation sample, block by block (nodata 255 where the image has none)."""
+def validation_blocks(net: Model, sample: ds.Sample) -> Iterator[tuple[Block, np.ndarray, np.ndarray]]:
+    """(block, predicted class ids, mask) of a validation sample, block by block (the predicted classes are
+    nodata, 255, where the image has none)."""
     image, mask = ds.load_pair(sample, len(net.card.classes))
     valid = ds.image_validity(sample.image, sample.window, image.shape[1:])
     tiles = ArrayTiles(image, np.ones(image.shape[1:], bool) if valid is None else valid, *card_normalisation(net.card))
     for block, classes in classify_array(net, tiles, VALIDATION):
-        yield classes, mask[block.y0 : block.y0 + block.height, block.x0 : block.x0 + block.width]
+        yield block, classes, mask[block.y0 : block.y0 + block.height, block.x0 : block.x0 + block.width]
 
 
 def write_history(out: Path, history: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
