@@ -57,11 +57,12 @@ def model_only(path: Path) -> tuple[float, int]:
     import rasterio
 
     from aerialseg.inference import plan_grid
+    from aerialseg.options import ClassifyOptions
     from aerialseg.runtime import load_model
 
     net = load_model(MODEL, "cpu", precision="fp32")
     with rasterio.open(path) as ds:
-        _, tiles = plan_grid(ds, net.card, None, None, True, 2048)
+        _, tiles = plan_grid(ds, net.card, ClassifyOptions())
     n = tiles.n_tiles
     x = np.random.default_rng(0).normal(size=(1, 3, net.card.tile_size, net.card.tile_size)).astype(np.float32)
     net.predict(x)
