@@ -1,6 +1,7 @@
-"""The inference core shared by the local run (:mod:`aerialseg.predict`) and the Dask backend.
+"""The inference core shared by the local run (:mod:`aerialseg.predict`), the Dask backend and training validation.
 
-One plan of the working grid and its tiles; tile batches read from the input; a :class:`BlockBlender` that
+One plan of the working grid and its tiles (from one :class:`~aerialseg.options.ClassifyOptions`); tile batches
+read from the input (or from an image in memory, for validation); a :class:`BlockBlender` that
 weights tile probabilities with smooth blending weights and sums them as fixed-point integers (exact and
 independent of order), passing the margins a block's tiles spill into their neighbours; and the writing
 of a finished block back onto the input grid (or as it is, on the working grid).
