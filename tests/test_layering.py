@@ -19,10 +19,11 @@ PACKAGE = ROOT / "core" / "aerialseg"
 # Bottom to top. A module may import modules of its own layer or of the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
     ("leaves", {"errors", "_version", "card", "tiling", "metrics", "presets", "style", "scratch", "download"}),
-    ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets"}),
+    ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets", "splits"}),
     ("inference core", {"inference", "choose"}),
     ("cluster backend", {"distributed"}),
-    ("stages", {"predict", "vectorize", "evaluate", "losses", "training_io", "train", "export"}),
+    ("stages", {"predict", "vectorize", "evaluate", "losses", "optimizers", "trainconfig", "training_io", "train",
+                 "export"}),
     ("orchestration", {"mosaic"}),
     ("package", {"__init__"}),
     ("command line", {"cli"}),
