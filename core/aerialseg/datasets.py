@@ -4,8 +4,9 @@ Five layouts are understood, each turned into a list of :class:`Sample` (an imag
 mask's encoding and the factor the pair is resampled by):
 
 * Dubai ("Semantic segmentation of aerial imagery", Humans in the Loop): ``tile_N/images/*.jpg`` +
-  ``tile_N/masks/*.png``, colour-coded masks (some palette PNGs);
-* generic folders: same-named rasters in an image folder and a mask folder (class ids);
+  ``tile_N/masks/*.png`` (or ``Tile N/...``), colour-coded masks (some palette PNGs);
+* generic folders: same-named rasters in an image folder and a mask folder (class ids, or colours of a
+  ``name,r,g,b`` CSV);
 * LandCover.ai: ``images/*.tif`` + ``masks/*.tif`` and ``train.txt``/``val.txt``/``test.txt``;
 * ISPRS Potsdam: ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif`` (colour-coded);
 * georeferenced rasters + a vector layer of labelled polygons (:class:`VectorLabels`), rasterised
@@ -42,6 +43,7 @@ from aerialseg.presets import (  # noqa: F401  (re-exported: training code and t
     POTSDAM_CLASSES,
     RGB,
     colours_to_ids,
+    read_class_colours,
 )
 from aerialseg.presets import palette_table as _palette
 
@@ -100,13 +102,14 @@ def dubai_samples(root: str | Path, tiles: Sequence[int], tile_scales: dict[int,
     """Pairs of the Dubai dataset for whole ``tiles`` (split by tile, never by image).
 
     Args:
-        root: Folder holding ``tile_1`` ... ``tile_7``.
+        root: Folder holding ``tile_1`` ... ``tile_7`` (or ``Tile 1`` ..., as the download unzips).
         tiles: Tile numbers to use.
         tile_scales: Optional resampling factor per tile (to bring tiles to one ground resolution).
     """
     samples = []
     for t in tiles:
-        folder = Path(root) / f"tile_{t}"
+        spaced = Path(root) / f"Tile {t}"  # as the download unzips
+        folder = spaced if spaced.is_dir() else Path(root) / f"tile_{t}"
         images = sorted((folder / "images").glob("*.jpg"))
         if not images:
             raise InputError(f"no images in {folder / 'images'}; expected the Dubai layout tile_N/images/*.jpg")

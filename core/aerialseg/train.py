@@ -217,7 +217,7 @@ def check_config(config: TrainConfig) -> None:
     """Raise InputError, naming the option, for settings no run can use (before anything is written)."""
     counts = {"--epochs": config.epochs, "--batch-size": config.batch_size, "--chip": config.chip,
               "--chips-per-epoch": config.chips_per_epoch, "--patience": config.patience,
-              "--val-tile": config.val_tile, "--threads": config.threads, "--lr-patience": config.lr_patience}
+              "--val-tile": config.val_tile, "--threads": config.threads}
     for option, value in counts.items():
         if value < 1:
             raise InputError(f"{option} must be at least 1, got {value}")
@@ -227,6 +227,8 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {config.val_fraction}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise InputError(f"--lr must be a positive number, got {config.lr}")
+    if config.lr_patience < 0:
+        raise InputError(f"--lr-patience must be 0 or more epochs, got {config.lr_patience}")
     if not 0 <= config.lr_decay < 1:
         raise InputError(f"--lr-decay must be 0 (automatic) or a factor below 1, got {config.lr_decay}")
     if Path(config.out_dir).exists() and not Path(config.out_dir).is_dir():

@@ -86,7 +86,7 @@ class TrainConfig:
     weight_decay: float = _opt(1e-4, "weight decay", "training")
     scheduler: str = _opt("onecycle", "learning-rate schedule: onecycle and cosine step every batch, exponential "
                           "and plateau (on validation mIoU) every epoch", "training", choices=SCHEDULERS)
-    lr_decay: float = _opt(0.0, "exponential: learning-rate factor per epoch (0: down to 1%% of --lr at the last "
+    lr_decay: float = _opt(0.0, "exponential: learning-rate factor per epoch (0: down to 1% of --lr at the last "
                            "epoch); plateau: factor on a plateau (0: 0.5)", "training")
     lr_patience: int = _opt(5, "plateau: epochs without a better validation mIoU before the rate drops", "training")
     loss: str = _opt("ce+dice", "loss (ignore pixels left out)", "training", choices=LOSS_NAMES)
@@ -190,7 +190,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in FIELDS.values():
         text = f.metadata["help"]
         if f.default is not True and f.default not in (None, "", ()):
-            text += f" (default: {_text(f.default).replace('%', '%%')})"
+            text += f" (default: {_text(f.default)})"
+        text = text.replace("%", "%%")  # argparse formats help text with %
         group = groups[f.metadata["group"]]
         if f.type == "bool":
             group.add_argument(flag(f), dest="no_" + f.name, action="store_true", default=argparse.SUPPRESS, help=text)
