@@ -1,4 +1,4 @@
-"""Training: a segmentation network (smp UNet / DeepLabV3+) from image + mask pairs.
+"""Training: a segmentation network (any segmentation-models-pytorch architecture) from image + mask pairs.
 
 ``train(TrainConfig(...))`` writes into ``out_dir``: ``last.pt`` (every epoch; re-running the same
 command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``history.json``
@@ -6,7 +6,8 @@ command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``
 (see :func:`build_model`), ``card`` (a :class:`ModelCard` dict), ``state_dict`` (the network returns
 logits) and the optimiser, scheduler, epoch and early-stopping state.
 
-Command line: ``aerialseg train --help``.
+Command line: ``aerialseg train --help`` (options generated from :class:`TrainConfig`'s fields, TOML recipes:
+:mod:`aerialseg.trainconfig`).
 """
 
 from __future__ import annotations
