@@ -101,3 +101,16 @@ def test_command_line_recipe_error_is_one_line(tmp_path):
         f"aerialseg: error: --config: unknown option 'learning_rate' in {tmp_path / 'bad.toml'}; "
         "see aerialseg train --help"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--class-colours", "c.csv"], "--class-colours is for --dataset folder"),
+    (["--split", "stratified"], "--split stratified is for folder and vector data; dubai has its own splits"),
+    (["--lr-decay", "1.5"], "--lr-decay must be 0"),
+    (["--lr-patience", "-1"], "--lr-patience must be 0 or more"),
+])
+def test_options_that_do_not_fit_the_run_are_refused(options, message):
+    from aerialseg.train import check_config
+
+    with pytest.raises(InputError, match=message):
+        check_config(_parse("--out", "r", *options))

@@ -228,6 +228,10 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {config.val_fraction}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise InputError(f"--lr must be a positive number, got {config.lr}")
+    if config.class_colours and config.dataset != "folder":
+        raise InputError(f"--class-colours is for --dataset folder (colour masks), not {config.dataset}")
+    if config.split != "rows" and config.dataset not in ("folder", "vector"):
+        raise InputError(f"--split {config.split} is for folder and vector data; {config.dataset} has its own splits")
     if config.lr_patience < 0:
         raise InputError(f"--lr-patience must be 0 or more epochs, got {config.lr_patience}")
     if not 0 <= config.lr_decay < 1:
