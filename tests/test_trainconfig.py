@@ -71,8 +71,12 @@ def test_recipe_errors_name_the_key_and_the_file(tmp_path, text, message):
 
 
 def test_out_is_required_somewhere():
+    from aerialseg.train import check_config
+
     with pytest.raises(InputError, match="--out is required"):
         _parse("--epochs", "2")
+    with pytest.raises(InputError, match="--out is required"):  # never the current folder by default
+        check_config(TrainConfig())
 
 
 def test_saved_configs_of_older_runs_still_load():

@@ -216,6 +216,8 @@ def train(
 
 def check_config(config: TrainConfig) -> None:
     """Raise InputError, naming the option, for settings no run can use (before anything is written)."""
+    if not config.out_dir:
+        raise InputError("--out is required: the run folder (new, or a run to resume)")
     counts = {"--epochs": config.epochs, "--batch-size": config.batch_size, "--chip": config.chip,
               "--chips-per-epoch": config.chips_per_epoch, "--patience": config.patience,
               "--val-tile": config.val_tile, "--threads": config.threads}
