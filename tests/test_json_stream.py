@@ -78,6 +78,12 @@ def test_vectorize_and_map(mapped, colour_model, tmp_path):
     r, lines = stream("map", mapped["input"], tmp_path / "out", "-m", colour_model)
     result = check_result("map", lines)
     assert r.returncode == 0 and Path(result["output_raster"]).is_file() and Path(result["output_vector"]).is_file()
+    raster, vector = tmp_path / "r" / "lc.tif", tmp_path / "v.gpkg"
+    raster.parent.mkdir()
+    r, lines = stream("map", mapped["input"], "--raster", raster, "--vector", vector, "-m", colour_model)
+    assert r.returncode == 0 and check_result("map", lines) == {"type": "result", "output_raster": str(raster),
+                                                                "output_vector": str(vector)}
+    assert raster.read_bytes() == Path(result["output_raster"]).read_bytes()
 
 
 def test_models_info_and_check(colour_model):
