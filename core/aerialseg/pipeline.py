@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,23 +84,24 @@ def map_image(
     from aerialseg.mosaic import expand_inputs
 
     inputs = expand_inputs(source)
-    folder = Path(output) if not isinstance(output, MapOutputs) else None
-    created = folder is not None and not folder.exists()
-    if folder is not None:
-        output = default_outputs(source, output_folder(folder))
-    elif inputs is not None:
-        raise InputError(f"{source} holds many rasters: map them into an output folder, not into given file names")
-    assert isinstance(output, MapOutputs)
+    run = partial(_map, source, inputs, model=model, classify_options=dict(classify_options or {}),
+                  vectorize_options=dict(vectorize_options or {}), client=client, overwrite=overwrite,
+                  on_classify=on_classify_progress, on_vectorize=on_vectorize_progress, should_cancel=should_cancel)
+    if isinstance(output, MapOutputs):
+        if inputs is not None:
+            raise InputError(f"{source} holds many rasters: map them into an output folder, not into two file names")
+        return run(output)
+    folder = Path(output)
+    created = not folder.exists()
     try:
-        return _map(source, inputs, output, model, dict(classify_options or {}), dict(vectorize_options or {}),
-                    client, overwrite, on_classify_progress, on_vectorize_progress, should_cancel)
+        return run(default_outputs(source, output_folder(folder)))
     except BaseException:
-        if created and folder is not None and not any(folder.iterdir()):
+        if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a failed run leaves no trace
         raise
 
 
-def _map(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, model: str | Path | None,
+def _map(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, *, model: str | Path | None,
          classify_options: dict[str, Any], vectorize_options: dict[str, Any], client: Any, overwrite: bool,
          on_classify: ProgressCallback | None, on_vectorize: ProgressCallback | None,
          should_cancel: Callable[[], bool] | None) -> MapOutputs:
