@@ -26,7 +26,6 @@ from qgis.core import (
     QgsUnitTypes,
 )
 
-from . import engine as eng
 from .base import DEVICES, AerialSegAlgorithm, given, tr
 
 # The engine's architectures (aerialseg.nets.ARCHITECTURES, which QGIS's Python cannot import: torch), in its order.
@@ -141,14 +140,14 @@ class TrainAlgorithm(AerialSegAlgorithm):
         if given(parameters, "MAX_MINUTES"):
             args += ["--max-minutes", repr(self.parameterAsDouble(parameters, "MAX_MINUTES", context))]
         args += shlex.split(self.parameterAsString(parameters, "EXTRA", context) or "")
-        self.engine(args, feedback, (0.0, 95.0), progress_pattern=r"\bepoch (\d+)/(\d+)\b")
-        best = run / "run" / "best.pt"
-        if not best.is_file():
-            raise QgsProcessingException(f"AerialSeg: training finished without a checkpoint in {best.parent}.")
+        trained = self.engine(args, feedback, (0.0, 95.0), progress_pattern=r"\bepoch (\d+)/(\d+)\b")
+        best = trained.get("best_checkpoint")
+        if not best:
+            raise QgsProcessingException(f"AerialSeg: training finished without a best checkpoint in {run / 'run'} "
+                                         "(no epoch scored on labelled validation pixels).")
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        self.engine(["export", best, output, "--name", name], feedback, (95.0, 100.0))
-        card = eng.run_json(["info", output, "--json"])
-        miou = (card.get("metrics") or {}).get("validation", {}).get("miou") if isinstance(card, dict) else None
+        card = self.engine(["export", best, output, "--name", name], feedback, (95.0, 100.0)).get("card") or {}
+        miou = (card.get("metrics") or {}).get("validation", {}).get("miou")
         feedback.pushInfo(f"model: {output} ({', '.join(names)}); validation mIoU {miou}")
         return {"OUTPUT": output, "OUTPUT_FOLDER": str(run), "MIOU": miou}
 

@@ -203,7 +203,7 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path, capsys)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     progress = [(x["done"], x["total"]) for x in lines if x["type"] == "progress"]
     assert progress == [(1, 2), (2, 2)] and lines[-1]["type"] == "result"
-    assert lines[-1]["checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
+    assert lines[-1]["best_checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
         "red", "sand", "grey"}
     saved = torch.load(run / "last.pt", weights_only=True)
     assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]

@@ -342,20 +342,27 @@ def run(args: argparse.Namespace, rep: Any = None) -> int:
     """Run training from parsed options; returns 0 (AerialSegError propagates to the caller).
 
     ``rep``: the command line's Reporter; with ``--progress json`` each finished epoch is a progress
-    line and the result (best checkpoint, epoch, scores) the last line.
+    line and the result (best scores and epoch, the checkpoints that exist) the last line.
     """
     config = config_from_args(args)
     as_json = rep is not None and rep.mode == "json"
     epochs = rep.progress("train", "epoch") if as_json else None
     on_progress = (lambda pct, _: epochs(round(pct * config.epochs / 100), config.epochs)) if epochs else None
     result = train(config, on_progress)
-    if as_json:
-        rep.result(checkpoint=result["best_checkpoint"], best_epoch=result["best_epoch"], scores=result["best"])
-        return 0
-    print(format_scores(result["best"]) if result.get("best") else "no validation result")
-    if result["best_checkpoint"] is None:
-        print(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
-              f"{result['last_checkpoint']}")
+    outputs = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "best_epoch")}
+    if rep is not None:
+        rep.result(_summary(result), run=config.out_dir, scores=result["best"], **outputs)
     else:
-        print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+        print(_summary(result))
     return 0
+
+
+def _summary(result: dict[str, Any]) -> str:
+    """The end of a run, as text: the best scores and where the checkpoints are."""
+    lines = [format_scores(result["best"]) if result.get("best") else "no validation result"]
+    if result["best_checkpoint"] is None:
+        lines.append(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
+                     f"{result['last_checkpoint']}")
+    else:
+        lines.append(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+    return "\n".join(lines)
