@@ -232,9 +232,10 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             open_without_made_up_crs(context, self.polygons)
         return {}  # the results of processAlgorithm stand
 
-    def engine(self, args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
-        """Run ``aerialseg <args>`` out of process (see engine.run_engine)."""
-        return run_engine(args, feedback, span, progress_pattern)
+    def engine(self, args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "",
+               stages: "dict | None" = None) -> dict:
+        """Run ``aerialseg <args>`` out of process; returns its result line (see engine.run_engine)."""
+        return run_engine(args, feedback, span, progress_pattern, stages)
 
 
 def given(parameters: dict, name: str) -> bool:

@@ -134,24 +134,27 @@ def run_json(args: list, timeout: float = 60.0) -> object:
     return json.loads(out)
 
 
-def run_engine(args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "") -> dict:
-    """Run ``aerialseg <args> --progress json``, reporting into ``feedback``; return the engine's result.
+def run_engine(args: list, feedback, span: tuple = (0.0, 100.0), progress_pattern: str = "",
+               stages: "dict | None" = None) -> dict:
+    """Run ``aerialseg <args> --progress json``, reporting into ``feedback``; return the engine's result line.
 
-    Progress maps onto ``span`` (percent of the algorithm's bar); ``progress_pattern`` (a regex with
-    two groups, done and total) also reads progress from log lines. Cancelling ``feedback`` terminates
-    the engine (it removes its partial outputs), kills it if it has not stopped after two seconds, and
-    raises QgsProcessingException; so does an engine error, with the engine's one-line message.
+    Progress maps onto ``span`` (percent of the algorithm's bar), or onto ``stages[stage]`` for the stages
+    named there (``map``: classify, then vectorize); ``progress_pattern`` (a regex with two groups, done and
+    total) also reads progress from log lines. Cancelling ``feedback`` terminates the engine (it removes its
+    partial outputs), kills it if it has not stopped after two seconds, and raises QgsProcessingException;
+    so does an engine error, with the engine's one-line message.
     """
     command = [str(find_engine()), *map(str, args), "--progress", "json"]
     feedback.pushCommandInfo(subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command))
-    return _Run(command, feedback, span, progress_pattern).wait()
+    return _Run(command, feedback, span, progress_pattern, stages).wait()
 
 
 class _Run:
     """One engine process: reader threads feed a queue that the calling thread drains."""
 
-    def __init__(self, command: list, feedback, span: tuple, progress_pattern: str = "") -> None:
-        self.feedback, self.span = feedback, span
+    def __init__(self, command: list, feedback, span: tuple, progress_pattern: str = "",
+                 stages: "dict | None" = None) -> None:
+        self.feedback, self.span, self.stages = feedback, span, stages or {}
         self.pattern = re.compile(progress_pattern) if progress_pattern else None
         self.result, self.error, self._text_step = {}, "", None
         self.stderr = collections.deque(maxlen=40)
@@ -237,7 +240,7 @@ class _Run:
             self.error = str(msg.get("message", ""))
 
     def _progress(self, msg: dict) -> None:
-        start, end = self.span
+        start, end = self.stages.get(msg.get("stage"), self.span)
         percent = min(max(float(msg.get("percent") or 0.0), 0.0), 100.0)
         self.feedback.setProgress(start + (end - start) * percent / 100.0)
         step = (msg.get("stage"), int(percent // 10))  # a progress text per stage and per 10 %, with the ETA

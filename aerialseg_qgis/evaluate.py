@@ -2,7 +2,6 @@
 
 import html
 import json
-import shutil
 from pathlib import Path
 
 from qgis.core import (
@@ -12,7 +11,6 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsProcessingUtils,
 )
 
 from .base import AerialSegAlgorithm, tr
@@ -50,17 +48,13 @@ class EvaluateAlgorithm(AerialSegAlgorithm):
         if Path(output).suffix.lower() not in (".html", ".htm", ".json"):
             raise QgsProcessingException(f"Report: choose a file name ending in .html or .json instead of '{output}'.")
         classes = (self.parameterAsString(parameters, "CLASSES", context) or "").strip() or _class_names(prediction)
-        scores_json = QgsProcessingUtils.generateTempFilename("scores.json")
-        args = ["evaluate", prediction, reference, "--classes", classes, "--json", scores_json]
+        args = ["evaluate", prediction, reference, "--classes", classes]
         if self.parameterAsBoolean(parameters, "COLOUR_REFERENCE", context):
             args.append("--colour-reference")
-        self.engine(args, feedback)
-        result = json.loads(Path(scores_json).read_text(encoding="utf-8"))
+        result = self.engine(args, feedback)  # the scores: the engine's result line
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        if Path(output).suffix.lower() == ".json":
-            shutil.copyfile(scores_json, output)
-        else:
-            Path(output).write_text(report_html(result), encoding="utf-8")
+        report = json.dumps(result, indent=1) if Path(output).suffix.lower() == ".json" else report_html(result)
+        Path(output).write_text(report, encoding="utf-8")
         feedback.pushInfo(f"pixel accuracy {_fmt(result.get('pixel_accuracy'))}, mean IoU {_fmt(result.get('miou'))}, "
                           f"mean F1 {_fmt(result.get('mean_f1'))}")
         return {"OUTPUT": output, "ACCURACY": result.get("pixel_accuracy"), "MIOU": result.get("miou"),

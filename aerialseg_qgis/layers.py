@@ -1,10 +1,7 @@
 """Layers in and out: raster layers as files the engine can read, outputs that open styled in QGIS."""
 
-import contextlib
 import math
-import os
 import re
-import uuid
 from pathlib import Path
 
 from qgis.core import (
@@ -263,28 +260,3 @@ def open_without_made_up_crs(context: QgsProcessingContext, gpkg: str) -> None:
 def new_stack() -> _Stack:
     """The layer order of one run's outputs (see _Stack)."""
     return _Stack()
-
-
-def _raster_files(path: str) -> tuple[Path, Path, Path]:
-    """A class raster and the sidecars the engine writes with it (QGIS style, GDAL category names)."""
-    return Path(path), Path(path).with_suffix(".qml"), Path(path + ".aux.xml")
-
-
-def remove_raster_outputs(path: str) -> None:
-    """Remove a class raster this run wrote, with its sidecars (used when a later step of map fails)."""
-    for p in _raster_files(path):
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
-def staged_raster(path: str) -> str:
-    """A hidden name beside ``path`` for a class raster that replaces ``path`` only once a later step succeeded."""
-    target = Path(path)
-    return str(target.with_name(f".{target.stem}.aerialseg-map-{uuid.uuid4().hex[:8]}{target.suffix}"))
-
-
-def move_raster_outputs(staged: str, path: str) -> None:
-    """Move a staged class raster and its sidecars into place."""
-    for src, dst in zip(_raster_files(staged), _raster_files(path)):
-        if src.exists():
-            os.replace(src, dst)

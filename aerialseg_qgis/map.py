@@ -6,16 +6,7 @@ from qgis.core import (
 )
 
 from .base import AerialSegAlgorithm, tr
-from .layers import (
-    RASTER_EXTENSIONS,
-    input_name,
-    load_gpkg_layers,
-    move_raster_outputs,
-    new_stack,
-    remove_raster_outputs,
-    staged_raster,
-    style_raster_on_load,
-)
+from .layers import RASTER_EXTENSIONS, input_name, load_gpkg_layers, new_stack, style_raster_on_load
 
 CLASSIFY_SHARE = 85.0  # percent of the progress bar for classify; vectorize takes the rest
 
@@ -38,17 +29,14 @@ class MapAlgorithm(AerialSegAlgorithm):
         source = self.input_raster(parameters, "INPUT", context, feedback, extent_param="EXTENT")
         raster = self.output_path(parameters, "OUTPUT_RASTER", context, RASTER_EXTENSIONS)
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
-        # bad values fail before the long part; INPUT_GSD: areas in m² on an image without georeferencing
-        vector_args = self.vector_args(parameters, context) + self.gsd_args(parameters, context)
-        staged = staged_raster(raster)  # the old raster stays until the new polygons are written too
-        self.engine(["classify", source, staged, *self.model_args(parameters, context), "--overwrite"], feedback,
-                    (0.0, CLASSIFY_SHARE))
-        try:
-            self.engine(["vectorize", staged, gpkg, *vector_args, "--overwrite"], feedback, (CLASSIFY_SHARE, 100.0))
-        except BaseException:
-            remove_raster_outputs(staged)
-            raise
-        move_raster_outputs(staged, raster)
+        # bad values fail before the long part; INPUT_GSD (in model_args): areas in m² without georeferencing
+        vector_args = self.vector_args(parameters, context)
+        if "--regularize" not in vector_args:
+            vector_args.append("--no-regularize")  # the checkbox decides, not the engine's default for fine models
+        # one engine run; it moves both outputs into place together when both are complete (else neither)
+        self.engine(["map", source, "--raster", raster, "--vector", gpkg, *self.model_args(parameters, context),
+                     *vector_args, "--overwrite"], feedback,
+                    stages={"classify": (0.0, CLASSIFY_SHARE), "vectorize": (CLASSIFY_SHARE, 100.0)})
         name, stack = input_name(self.parameterAsRasterLayer(parameters, "INPUT", context)), new_stack()
         style_raster_on_load(context, raster, f"{name} land cover", stack)
         feedback.pushInfo(tr("Layers: ") + ", ".join(load_gpkg_layers(context, gpkg, name, stack)))

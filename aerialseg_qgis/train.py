@@ -26,16 +26,20 @@ from qgis.core import (
     QgsUnitTypes,
 )
 
-from . import engine as eng
 from .base import DEVICES, AerialSegAlgorithm, given, tr
 
-ARCHITECTURES = ("unet", "deeplabv3plus")
+# The engine's architectures (aerialseg.nets.ARCHITECTURES, which QGIS's Python cannot import: torch), in its order.
+ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
+                 "upernet", "segformer", "dpt")
+OPTIMIZERS = ("adamw", "sgd")  # aerialseg.trainconfig.OPTIMIZERS
+SCHEDULERS = ("onecycle", "cosine", "exponential", "plateau")  # aerialseg.trainconfig.SCHEDULERS
 UNLABELLED = (("The first class (e.g. background)", 0), ("Ignored (not learnt from)", 255))
 
 
 class TrainAlgorithm(AerialSegAlgorithm):
     NAME, DISPLAY, GROUP, ICON = "train", "Train a model", "models", "train.svg"
-    HELP = ("Trains a land-cover segmentation model (U-Net or DeepLabV3+, from scratch) on an image and its "
+    HELP = ("Trains a land-cover segmentation model (U-Net, DeepLabV3+ or any other segmentation-models-pytorch "
+            "architecture, from scratch) on an image and its "
             "labels, and writes it as an ONNX model with its model card (classes, colours, bands, "
             "normalisation, ground resolution, validation scores), ready for Classify land cover.\n\n"
             "Labels are a mask raster of class ids (0, 1, 2 ... in the order of Class names; 255 = not labelled), "
@@ -74,9 +78,16 @@ class TrainAlgorithm(AerialSegAlgorithm):
         self.add(QgsProcessingParameterEnum("DEVICE", tr("Device"), [tr(d) for d, _ in DEVICES], defaultValue=0),
                  "Where training runs: 0 automatic (the CUDA GPU when PyTorch sees one), 1 CPU, 2 GPU.")
         self.add(QgsProcessingParameterEnum("ARCH", tr("Architecture"), list(ARCHITECTURES), defaultValue=0),
-                 "0 U-Net, 1 DeepLabV3+.", advanced=True)
+                 "The network: " + ", ".join(f"{i} {a}" for i, a in enumerate(ARCHITECTURES)) + ".", advanced=True)
         self.add(QgsProcessingParameterString("ENCODER", tr("Encoder"), defaultValue="resnet18"),
                  "The encoder network (a segmentation-models-pytorch encoder name).", advanced=True)
+        self.add(QgsProcessingParameterEnum("OPTIMIZER", tr("Optimizer"), list(OPTIMIZERS), defaultValue=0),
+                 "0 AdamW; 1 SGD with Nesterov momentum (no weight decay on biases and normalisation layers).",
+                 advanced=True)
+        self.add(QgsProcessingParameterEnum("SCHEDULER", tr("Learning-rate schedule"), list(SCHEDULERS),
+                                            defaultValue=0),
+                 "0 one-cycle, 1 cosine, 2 exponential decay per epoch, 3 halved when validation mIoU stalls.",
+                 advanced=True)
         for name, label, default, minimum, help_text in (
                 ("CHIP", "Chip size (pixels)", 256, 32, "Side of the random training chips (a multiple of 32)."),
                 ("BATCH_SIZE", "Batch size (chips)", 8, 1, "Chips per training step."),
@@ -118,6 +129,8 @@ class TrainAlgorithm(AerialSegAlgorithm):
                 "--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][1],
                 "--arch", ARCHITECTURES[self.parameterAsEnum(parameters, "ARCH", context)],
                 "--encoder", self.parameterAsString(parameters, "ENCODER", context) or "resnet18",
+                "--optimizer", OPTIMIZERS[self.parameterAsEnum(parameters, "OPTIMIZER", context)],
+                "--scheduler", SCHEDULERS[self.parameterAsEnum(parameters, "SCHEDULER", context)],
                 "--chip", self.parameterAsInt(parameters, "CHIP", context),
                 "--batch-size", self.parameterAsInt(parameters, "BATCH_SIZE", context),
                 "--chips-per-epoch", self.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context), "--no-progress"]
@@ -127,14 +140,14 @@ class TrainAlgorithm(AerialSegAlgorithm):
         if given(parameters, "MAX_MINUTES"):
             args += ["--max-minutes", repr(self.parameterAsDouble(parameters, "MAX_MINUTES", context))]
         args += shlex.split(self.parameterAsString(parameters, "EXTRA", context) or "")
-        self.engine(args, feedback, (0.0, 95.0), progress_pattern=r"\bepoch (\d+)/(\d+)\b")
-        best = run / "run" / "best.pt"
-        if not best.is_file():
-            raise QgsProcessingException(f"AerialSeg: training finished without a checkpoint in {best.parent}.")
+        trained = self.engine(args, feedback, (0.0, 95.0), progress_pattern=r"\bepoch (\d+)/(\d+)\b")
+        best = trained.get("best_checkpoint")
+        if not best:
+            raise QgsProcessingException(f"AerialSeg: training finished without a best checkpoint in {run / 'run'} "
+                                         "(no epoch scored on labelled validation pixels).")
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        self.engine(["export", best, output, "--name", name], feedback, (95.0, 100.0))
-        card = eng.run_json(["info", output, "--json"])
-        miou = (card.get("metrics") or {}).get("validation", {}).get("miou") if isinstance(card, dict) else None
+        card = self.engine(["export", best, output, "--name", name], feedback, (95.0, 100.0)).get("card") or {}
+        miou = (card.get("metrics") or {}).get("validation", {}).get("miou")
         feedback.pushInfo(f"model: {output} ({', '.join(names)}); validation mIoU {miou}")
         return {"OUTPUT": output, "OUTPUT_FOLDER": str(run), "MIOU": miou}
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from _common import DEFAULT_WORKDIR, cached_mosaic
 from aerialseg.inference import tile_geometry
+from aerialseg.options import ClassifyOptions
 from aerialseg.predict import classify
 from aerialseg.raster import open_raster, working_grid
 from aerialseg.runtime import OnnxModel, resolve_model
@@ -74,7 +75,7 @@ def main() -> None:
 
     net = OnnxModel(resolve_model(a.model), a.device)
     card = net.card
-    batch = a.batch_size or (8 if net.device == "cuda" else 1)
+    batch = ClassifyOptions(batch_size=a.batch_size).batch_for(net.device)
     raster = cached_mosaic(a.workdir, a.size, card.gsd_m)
     out = a.workdir / f"efficiency_{a.size}.tif"
     tile, ov = tile_geometry(card.tile_size, card.overlap, None, None)

@@ -177,9 +177,10 @@ def main() -> None:
     a.workdir.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE.parent))
     from _common import megapixels, run
+    from aerialseg.options import ClassifyOptions
 
     raster, ckpt, card = prepare(a)
-    mp, batch = megapixels(raster), a.batch_size or (8 if a.device == "cuda" else 1)
+    mp, batch = megapixels(raster), ClassifyOptions(batch_size=a.batch_size).batch_for(a.device)
     ov = card.overlap if a.notebook_overlap is None else a.notebook_overlap
     print(f"input {raster} ({mp:.1f} MP); network {card.architecture}; device {a.device}, batch {batch}")
     print(f"{'peer':<16} {'tiles':>6} {'core s':>7} {'wall s':>7} {'MP/s':>6} {'peak MiB':>9} "

@@ -314,6 +314,10 @@ BAD = {
     "vectorize unknown class": (["vectorize", "{class_raster}", "{out}/f.gpkg", "--classes", "forest"],
                                 "unknown class 'forest'"),
     "map unknown model": (["map", "{rgb}", "{out}", "-m", "no_such_model"], "unknown model 'no_such_model'"),
+    "map into a folder and --raster": (["map", "{rgb}", "{out}/res", "--raster", "{out}/a.tif", "-m", "{colour}"],
+                                       "not both"),
+    "map --raster without --vector": (["map", "{rgb}", "--raster", "{out}/a.tif", "-m", "{colour}"],
+                                      "both --raster PATH and --vector PATH"),
     "existing map outputs": (["map", "{rgb}", "{out}", "-m", "{colour}"], "already exists; pass --overwrite"),
 }
 # Commands without --progress, and classify in its default progress mode (logs on stderr before the error).

@@ -196,3 +196,79 @@ def test_image_nodata_pixels_are_ignored(tmp_path):
     _, mask = ds.load_pair(a, 3)
     assert (mask[40:] == ds.IGNORE_INDEX).all() and (mask[1:40] < 3).all()
     assert ds.image_validity(b.image) is None  # no nodata: nothing read, nothing ignored
+
+
+DRONE_CSV = "\ufeffname, r, g, b\nunlabeled, 0, 0, 0\npaved-area, 128, 64, 128\n\ngrass, 0, 102, 0\n"
+
+
+def _colour_folder(root, csv_text=DRONE_CSV, stray=None):
+    """images/*.tif + masks/*.png of RGB colours (the Semantic Drone layout), and the class CSV."""
+    from PIL import Image
+
+    from trainkit import class_map, paint
+
+    colours = np.array([[0, 0, 0], [128, 64, 128], [0, 102, 0]], np.uint8)
+    (root / "masks").mkdir(parents=True)
+    for i in range(2):
+        ids = class_map(40, 48, 3, seed=i)
+        write_tif(root / "images" / f"{i}.tif", paint(ids, i))
+        rgb = colours[ids]
+        if stray is not None and i == 1:
+            rgb[5, 7] = stray
+        Image.fromarray(rgb).save(root / "masks" / f"{i}.png")
+    (root / "class_dict.csv").write_text(csv_text, encoding="utf-8")
+    return root
+
+
+def test_class_colours_csv_gives_names_colours_and_ids(tmp_path):
+    from trainkit import class_map
+
+    root = _colour_folder(tmp_path)
+    classes = ds.read_class_colours(root / "class_dict.csv")
+    assert [(c.id, c.name, c.color) for c in classes] == [
+        (0, "unlabeled", "#000000"), (1, "paved-area", "#804080"), (2, "grass", "#006600")]
+    samples = ds.folder_samples(root / "images", root / "masks", classes=classes)
+    _, mask = ds.load_pair(samples[1], 3)
+    assert np.array_equal(mask, class_map(40, 48, 3, seed=1))
+
+
+def test_a_colour_missing_from_the_csv_is_an_error_naming_it_and_the_mask(tmp_path):
+    root = _colour_folder(tmp_path, stray=(255, 0, 12))
+    samples = ds.folder_samples(root / "images", root / "masks", classes=ds.read_class_colours(root / "class_dict.csv"))
+    ds.load_pair(samples[0], 3)
+    with pytest.raises(InputError, match=r"mask .*1\.png has the colour #FF000C \(255,0,12\) \(row 5, column 7\)"):
+        ds.load_pair(samples[1], 3)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name,red,green,blue\na,1,2,3\n", "must start with the header name,r,g,b"),
+    ("name,r,g,b\na,1,2\nb,3,4,5\n", "line 2 of .* is not name,r,g,b"),
+    ("name,r,g,b\na,1,2,300\nb,3,4,5\n", "channels must be 0-255"),
+    ("name,r,g,b\na,1,2,3\nb,1,2,3\n", "gives 1,2,3 to both a and b"),
+    ("name,r,g,b\na,1,2,3\n", "at least two"),
+])
+def test_bad_class_colour_csvs_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "c.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        ds.read_class_colours(tmp_path / "c.csv")
+
+
+def test_stratified_split_is_seeded_and_balances_the_classes(tmp_path):
+    from aerialseg.splits import stratified_split
+
+    samples = []
+    for i in range(10):  # every image has class 0; images 0-4 also class 1, images 5-9 class 2
+        ids = np.zeros((32, 32), np.uint8)
+        ids[8:16, 8:16] = 1 if i < 5 else 2
+        write_tif(tmp_path / "masks" / f"{i}.tif", ids[None])
+        write_tif(tmp_path / "images" / f"{i}.tif", np.zeros((3, 32, 32), np.uint8))
+        samples.append(ds.Sample(tmp_path / "images" / f"{i}.tif", tmp_path / "masks" / f"{i}.tif"))
+    for seed in range(6):
+        train, val = stratified_split(samples, 3, 0.2, seed)
+        assert (train, val) == stratified_split(samples, 3, 0.2, seed)  # deterministic
+        assert sorted(s.image.name for s in train + val) == sorted(s.image.name for s in samples)
+        assert sorted(int(s.image.stem) < 5 for s in val) == [False, True]  # one image of each kind
+        assert all(s.window is None for s in val)  # whole images
+    assert len({tuple(s.image.name for s in stratified_split(samples, 3, 0.2, seed)[1]) for seed in range(6)}) > 1
+    with pytest.raises(InputError, match="needs at least two images"):
+        stratified_split(samples[:1], 3, 0.2, 0)

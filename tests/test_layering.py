@@ -2,7 +2,9 @@
 
 Reads every module of ``core/aerialseg`` with ``ast``, imports inside functions included, and checks that
 each import of another aerialseg module goes down the stack or stays within a layer, that there is no
-cycle, that no module uses another's private names, and that only the command line imports it.
+cycle, that no module uses another's private names, and that only the command line imports it. The
+command line is a package: ``cli`` (its ``__init__``) and ``cli.<command>``, all in the top layer, each a
+module of its own for the cycle and private-name checks.
 """
 
 from __future__ import annotations
@@ -20,19 +22,41 @@ PACKAGE = ROOT / "core" / "aerialseg"
 LAYERS: list[tuple[str, set[str]]] = [
     ("leaves", {"errors", "_version", "card", "options", "tiling", "metrics", "presets", "style", "scratch",
                 "download"}),
-    ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets"}),
+    ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets", "splits"}),
     ("inference core", {"inference", "choose"}),
     ("cluster backend", {"distributed"}),
-    ("stages", {"predict", "vectorize", "evaluate", "losses", "training_io", "train", "export"}),
-    ("orchestration", {"mosaic"}),
+    ("stages", {"predict", "vectorize", "evaluate", "losses", "optimizers", "trainconfig", "training_io", "train",
+                 "export"}),
+    ("orchestration", {"mosaic", "pipeline"}),
     ("package", {"__init__"}),
-    ("command line", {"cli"}),
+    ("command line", {"cli", "__main__"}),  # cli: the package aerialseg.cli, every module in it
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
+COMMAND_LINE = LAYER_OF["cli"]
+
+
+def _layer(module: str) -> int | None:
+    """The layer of a module (``cli.map``: the layer of its package)."""
+    return LAYER_OF.get(module.split(".")[0])
 
 
 def _modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.glob("*.py"))}
+    """Every module by name: ``predict``, and ``cli`` / ``cli.map`` for the command-line package."""
+    paths = sorted(PACKAGE.glob("*.py")) + sorted(PACKAGE.glob("*/*.py"))
+    return {_module_name(path): ast.parse(path.read_text(), str(path)) for path in paths}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+def _resolve(dotted: str, known: set[str]) -> str:
+    """The module an import of ``aerialseg.<dotted>`` loads: the longest known prefix (``cli.map.x`` -> ``cli.map``)."""
+    parts = dotted.split(".")
+    while len(parts) > 1 and ".".join(parts) not in known:
+        parts.pop()
+    return ".".join(parts)
 
 
 def _is_private(name: str) -> bool:
@@ -44,14 +68,19 @@ def _imports(tree: ast.Module, known: set[str]) -> list[tuple[str, list[str], in
     found: list[tuple[str, list[str], int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [(a.name.split(".")[1], [], node.lineno) for a in node.names
+            found += [(_resolve(a.name.removeprefix("aerialseg."), known), [], node.lineno) for a in node.names
                       if a.name.startswith("aerialseg.")]
         elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
             names = [a.name for a in node.names]
             if node.module == "aerialseg":  # from aerialseg import style: the submodule (else the package)
                 found += [(n, [], node.lineno) if n in known else ("__init__", [n], node.lineno) for n in names]
             elif node.module.startswith("aerialseg."):
-                found.append((node.module.split(".")[1], names, node.lineno))
+                package = _resolve(node.module.removeprefix("aerialseg."), known)
+                inner = [n for n in names if f"{package}.{n}" in known]  # from aerialseg.cli import map
+                found += [(f"{package}.{n}", [], node.lineno) for n in inner]
+                rest = [n for n in names if n not in inner]
+                if rest or not inner:
+                    found.append((package, rest, node.lineno))
     return found
 
 
@@ -59,8 +88,10 @@ def _module_aliases(tree: ast.Module, known: set[str]) -> set[str]:
     """Local names bound to aerialseg modules (``from aerialseg import style``, ``import aerialseg.x as y``)."""
     aliases: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "aerialseg":
-            aliases |= {a.asname or a.name for a in node.names if a.name in known}
+        if isinstance(node, ast.ImportFrom) and node.module is not None and node.module.startswith("aerialseg"):
+            package = node.module.removeprefix("aerialseg").removeprefix(".")
+            aliases |= {a.asname or a.name for a in node.names
+                        if (f"{package}.{a.name}" if package else a.name) in known}
         elif isinstance(node, ast.Import):
             aliases |= {a.asname for a in node.names if a.asname and a.name.startswith("aerialseg.")}
     return aliases
@@ -96,7 +127,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_every_module_has_a_layer():
-    assert sorted(set(_modules()) - set(LAYER_OF)) == []
+    assert sorted(m for m in _modules() if _layer(m) is None) == []
 
 
 def test_no_import_cycle():
@@ -104,14 +135,25 @@ def test_no_import_cycle():
 
 
 def test_imports_go_down_the_stack():
-    upward = [f"{src} ({LAYERS[LAYER_OF[src]][0]}) imports {dst} ({LAYERS[LAYER_OF[dst]][0]})"
+    layer = {module: _layer(module) for module in _modules()}
+    upward = [f"{src} ({LAYERS[layer[src]][0]}) imports {dst} ({LAYERS[layer[dst]][0]})"
               for src, targets in _graph().items() for dst in sorted(targets)
-              if src in LAYER_OF and dst in LAYER_OF and LAYER_OF[dst] > LAYER_OF[src]]
+              if layer[src] is not None and layer.get(dst) is not None and layer[dst] > layer[src]]
     assert upward == []
 
 
 def test_only_the_command_line_imports_it():
-    assert sorted(src for src, targets in _graph().items() if "cli" in targets and src != "cli") == []
+    assert sorted(src for src, targets in _graph().items() if _layer(src) != COMMAND_LINE
+                  and any(t.split(".")[0] == "cli" for t in targets)) == []
+
+
+def test_the_command_line_is_one_module_per_command():
+    """Every command of ``aerialseg --help`` has its module ``cli.<command>``."""
+    from aerialseg.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert sorted(f"cli.{c}" for c in commands) == sorted(m for m in _modules() if m.startswith("cli.")
+                                                          and m not in ("cli.report", "cli.options", "cli.__main__"))
 
 
 def _private_uses(tree: ast.Module, name: str, known: set[str]) -> list[str]:
@@ -143,6 +185,13 @@ def test_the_checks_catch_what_they_look_for():
     tree = ast.parse("def f():\n    from aerialseg.predict import _Run\n    from aerialseg import style\n"
                      "    return style._hidden\n")
     assert _private_uses(tree, "x", {"predict", "style"}) == ["x:2 imports predict._Run", "x:4 uses style._hidden"]
+    known = {"cli", "cli.map", "cli.report"}
+    tree = ast.parse("from aerialseg.cli.report import _Handler\nfrom aerialseg.cli import map as m\nm._staging\n")
+    assert _private_uses(tree, "cli.map", known) == ["cli.map:1 imports cli.report._Handler",
+                                                     "cli.map:3 uses m._staging"]
+    assert [m for m, _, _ in _imports(tree, known)] == ["cli.report", "cli.map"]
+    graph = {"cli": {"cli.map"}, "cli.map": {"cli.report", "predict"}, "predict": set(), "cli.report": set()}
+    assert _cycle(graph) is None and _cycle({**graph, "cli.report": {"cli"}}) == ["cli", "cli.map", "cli.report", "cli"]
 
 
 def test_the_architecture_doc_shows_the_same_layers():

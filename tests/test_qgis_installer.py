@@ -273,7 +273,7 @@ def test_plugin_zip_ships_the_engine_wheel_within_the_repository_rules(plugin_zi
         meta_text = zf.read("aerialseg_qgis/metadata.txt").decode()
     binaries = (".so", ".pyd", ".dll", ".dylib", ".exe", ".pyc", ".o", ".a")
     assert not [n for n in names + inside if n.lower().endswith(binaries)]
-    assert "aerialseg/cli.py" in inside and "aerialseg_qgis/installer.py" in names
+    assert "aerialseg/cli/__init__.py" in inside and "aerialseg_qgis/installer.py" in names
     assert "aerialseg_qgis/installengine.py" in names
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
@@ -315,4 +315,4 @@ def test_engine_wheel_is_built_from_a_clean_copy(tmp_path, monkeypatch):
     wheel = package_plugin.engine_wheel(tmp_path / "out")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-    assert "aerialseg/cli.py" in names and "aerialseg/deleted_module.py" not in names
+    assert "aerialseg/cli/__init__.py" in names and "aerialseg/deleted_module.py" not in names

@@ -242,7 +242,7 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path, capsys)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     progress = [(x["done"], x["total"]) for x in lines if x["type"] == "progress"]
     assert progress == [(1, 2), (2, 2)] and lines[-1]["type"] == "result"
-    assert lines[-1]["checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
+    assert lines[-1]["best_checkpoint"] == str(run / "best.pt") and lines[-1]["scores"]["per_class"].keys() == {
         "red", "sand", "grey"}
     saved = torch.load(run / "last.pt", weights_only=True)
     assert [c["name"] for c in saved["card"]["classes"]] == ["red", "sand", "grey"]
@@ -254,3 +254,55 @@ def test_training_from_labelled_polygons_with_a_held_out_strip(tmp_path, capsys)
     torch.save(saved, run / "last.pt")
     assert cli_main([*argv[:-2], "3", "--no-progress"]) == 1  # other settings: refused
     assert cli_main(argv) == 0  # same settings: resumes (already finished)
+
+
+@pytest.mark.parametrize("scheduler", ["exponential", "plateau"])
+def test_sgd_with_an_epoch_schedule_resumes_exactly(dubai, tmp_path, scheduler):
+    common = dict(TINY, data_root=str(dubai), train_split=("1",), val_split=("2",), epochs=3, optimizer="sgd",
+                  scheduler=scheduler, lr=0.01, lr_decay=0.5, lr_patience=0)
+    full = train(TrainConfig(out_dir=str(tmp_path / "full"), **common))
+    for _ in range(3):  # one epoch per call, resumed from last.pt
+        train(TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common))
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert [h["lr"] for h in cut["history"]] == [h["lr"] for h in full["history"]]
+    if scheduler == "exponential":
+        assert [h["lr"] for h in full["history"]] == pytest.approx([0.01, 0.005, 0.0025])
+    assert len(cut["optimizer"]["param_groups"]) == 3
+    last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    assert cut["scheduler"] == last["scheduler"]
+    for key, value in last["state_dict"].items():
+        assert torch.allclose(value.float(), cut["state_dict"][key].float(), atol=1e-5), key
+
+
+def test_colour_masks_train_with_the_csv_classes_and_a_stray_colour_is_one_error(tmp_path, capsys):
+    from PIL import Image
+
+    from aerialseg.cli import main as cli_main
+    from trainkit import class_map, paint, write_tif
+
+    colours = np.array([[0, 0, 0], [128, 64, 128], [0, 102, 0]], np.uint8)
+    (tmp_path / "masks").mkdir()
+    for i in range(4):
+        ids = class_map(48, 48, 3, seed=i)
+        write_tif(tmp_path / "images" / f"{i}.tif", paint(ids, i))
+        Image.fromarray(colours[ids]).save(tmp_path / "masks" / f"{i}.png")
+    (tmp_path / "classes.csv").write_text("name, r, g, b\nunlabeled, 0, 0, 0\npaved-area, 128, 64, 128\n"
+                                          "grass, 0, 102, 0\n")
+    argv = ["train", "--out", str(tmp_path / "run"), "--dataset", "folder", "--images", str(tmp_path / "images"),
+            "--masks", str(tmp_path / "masks"), "--class-colours", str(tmp_path / "classes.csv"), "--split",
+            "stratified", "--val-fraction", "0.25", "--encoder-depth", "3", "--decoder-channels", "16,8,8",
+            "--chip", "32", "--batch-size", "2", "--chips-per-epoch", "2", "--epochs", "1", "--threads", "1",
+            "--no-progress"]
+    assert cli_main(argv) == 0
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert [(c["name"], c["color"]) for c in saved["card"]["classes"]] == [
+        ("unlabeled", "#000000"), ("paved-area", "#804080"), ("grass", "#006600")]
+    assert np.array(saved["history"][0]["confusion_matrix"]).sum() == 48 * 48  # one whole image validates
+    capsys.readouterr()
+    bad = colours[class_map(48, 48, 3, seed=2)]
+    bad[10, 20] = (1, 2, 3)
+    Image.fromarray(bad).save(tmp_path / "masks" / "2.png")
+    assert cli_main([*argv[:2], str(tmp_path / "run2"), *argv[3:]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has the colour #010203 (1,2,3)" in err[0] and "2.png" in err[0], err
+    assert not (tmp_path / "run2").exists()

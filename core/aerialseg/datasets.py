@@ -4,8 +4,9 @@ Five layouts are understood, each turned into a list of :class:`Sample` (an imag
 mask's encoding and the factor the pair is resampled by):
 
 * Dubai ("Semantic segmentation of aerial imagery", Humans in the Loop): ``tile_N/images/*.jpg`` +
-  ``tile_N/masks/*.png``, colour-coded masks (some palette PNGs);
-* generic folders: same-named rasters in an image folder and a mask folder (class ids);
+  ``tile_N/masks/*.png`` (or ``Tile N/...``), colour-coded masks (some palette PNGs);
+* generic folders: same-named rasters in an image folder and a mask folder (class ids, or colours of a
+  ``name,r,g,b`` CSV);
 * LandCover.ai: ``images/*.tif`` + ``masks/*.tif`` and ``train.txt``/``val.txt``/``test.txt``;
 * ISPRS Potsdam: ``top_potsdam_X_Y_RGB.tif`` + ``top_potsdam_X_Y_label.tif`` (colour-coded);
 * georeferenced rasters + a vector layer of labelled polygons (:class:`VectorLabels`), rasterised
@@ -42,6 +43,7 @@ from aerialseg.presets import (  # noqa: F401  (re-exported: training code and t
     POTSDAM_CLASSES,
     RGB,
     colours_to_ids,
+    read_class_colours,
 )
 from aerialseg.presets import palette_table as _palette
 
@@ -80,6 +82,7 @@ class Sample:
         scale: Resampling factor applied to the pair (0.5 = half the pixels per side).
         window: Optional (row, col, height, width) part of the rasters that the sample is.
         labels: Labelled polygons rasterised onto the image grid instead of a mask raster.
+        strict: With ``colours``: a colour not in ``colours`` is an InputError instead of ignored.
     """
 
     image: Path
@@ -88,6 +91,7 @@ class Sample:
     scale: float = 1.0
     window: tuple[int, int, int, int] | None = None
     labels: VectorLabels | None = None
+    strict: bool = False
 
 
 def _colours(classes: Sequence[ClassInfo]) -> tuple[RGB, ...]:
@@ -98,13 +102,14 @@ def dubai_samples(root: str | Path, tiles: Sequence[int], tile_scales: dict[int,
     """Pairs of the Dubai dataset for whole ``tiles`` (split by tile, never by image).
 
     Args:
-        root: Folder holding ``tile_1`` ... ``tile_7``.
+        root: Folder holding ``tile_1`` ... ``tile_7`` (or ``Tile 1`` ..., as the download unzips).
         tiles: Tile numbers to use.
         tile_scales: Optional resampling factor per tile (to bring tiles to one ground resolution).
     """
     samples = []
     for t in tiles:
-        folder = Path(root) / f"tile_{t}"
+        spaced = Path(root) / f"Tile {t}"  # as the download unzips
+        folder = spaced if spaced.is_dir() else Path(root) / f"tile_{t}"
         images = sorted((folder / "images").glob("*.jpg"))
         if not images:
             raise InputError(f"no images in {folder / 'images'}; expected the Dubai layout tile_N/images/*.jpg")
@@ -114,8 +119,14 @@ def dubai_samples(root: str | Path, tiles: Sequence[int], tile_scales: dict[int,
     return samples
 
 
-def folder_samples(images_dir: str | Path, masks_dir: str | Path, scale: float = 1.0) -> list[Sample]:
-    """Pairs of same-named rasters (any suffix) in ``images_dir`` and ``masks_dir``; masks hold class ids."""
+def folder_samples(
+    images_dir: str | Path, masks_dir: str | Path, scale: float = 1.0, classes: Sequence[ClassInfo] | None = None
+) -> list[Sample]:
+    """Pairs of same-named rasters (any suffix) in ``images_dir`` and ``masks_dir``.
+
+    Masks hold class ids, or with ``classes`` (from a colour CSV) exactly their colours: any other colour
+    is an InputError naming it and the mask.
+    """
     masks = (
         {p.stem: p for p in Path(masks_dir).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
         if Path(masks_dir).is_dir()
@@ -127,7 +138,8 @@ def folder_samples(images_dir: str | Path, masks_dir: str | Path, scale: float =
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         raise InputError(f"{len(missing)} image(s) have no mask of the same name in {masks_dir}, e.g. {missing[0]}")
-    return [Sample(p, masks[p.stem], None, scale) for p in images]
+    colours = _colours(classes) if classes else None
+    return [Sample(p, masks[p.stem], colours, scale, strict=colours is not None) for p in images]
 
 
 def landcoverai_samples(root: str | Path, split: str, scale: float = 1.0, chip: int = 512) -> list[Sample]:
@@ -265,10 +277,12 @@ def read_mask(
     num_classes: int,
     window: Window | None = None,
     out_shape: tuple[int, int] | None = None,
+    strict: bool = False,
 ) -> np.ndarray:
     """Read a mask (or a window, nearest-resampled) as (H, W) uint8 class ids; unknown values -> IGNORE_INDEX.
 
-    Palette masks (one band with a colour table) are expanded to RGB before the colour lookup.
+    Palette masks (one band with a colour table) are expanded to RGB before the colour lookup. ``strict``:
+    a colour that is not one of ``colours`` is an InputError naming it and the file.
     """
     try:
         with rasterio.open(path) as src:
@@ -283,7 +297,19 @@ def read_mask(
         data = palette[data[0]].transpose(2, 0, 1)
     if data.shape[0] < 3:
         raise RasterError(f"mask {path} has {data.shape[0]} band(s) and no colour table; expected an RGB colour mask")
-    return colours_to_ids(data[:3], colours)
+    ids = colours_to_ids(data[:3], colours)
+    if strict and (ids == IGNORE_INDEX).any():
+        _unknown_colour(path, data[:3], ids, window)
+    return ids
+
+
+def _unknown_colour(path: Path, rgb: np.ndarray, ids: np.ndarray, window: Window | None) -> None:
+    """Raise the InputError for the first pixel of a colour mask whose colour is not a class's."""
+    y, x = (int(v[0]) for v in np.nonzero(ids == IGNORE_INDEX))
+    r, g, b = (int(v) for v in rgb[:, y, x])
+    where = f" (near row {y + window[0]}, column {x + window[1]})" if window else f" (row {y}, column {x})"
+    raise InputError(f"mask {path} has the colour #{r:02X}{g:02X}{b:02X} ({r},{g},{b}){where}, which is not in "
+                     "--class-colours; add it to the CSV (a class of its own, e.g. unlabelled) or fix the mask")
 
 
 def _rio_window(window: Window | None) -> rasterio.windows.Window | None:
@@ -322,7 +348,7 @@ def read_sample_mask(
     else:
         if raster_shape(sample.mask) != raster_shape(sample.image):
             raise InputError(f"{sample.image.name}: image and mask {sample.mask.name} have different sizes")
-        mask = read_mask(sample.mask, sample.colours, num_classes, window=window, out_shape=out_shape)
+        mask = read_mask(sample.mask, sample.colours, num_classes, window, out_shape, sample.strict)
     valid = image_validity(sample.image, window, out_shape)
     if valid is not None:
         mask[~valid] = IGNORE_INDEX

@@ -208,13 +208,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, rep: Any = None) -> int:
-    """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller); ``rep``: unused."""
+    """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller).
+
+    ``rep``: the command line's Reporter, which gets the scores as the result (text, or the ``result`` line).
+    """
     if args.png and importlib.util.find_spec("matplotlib") is None:
         raise MissingExtra("--png (the confusion-matrix picture)", "train", "matplotlib")
     names, colours = _class_table(args)
     result = evaluate(args.prediction, args.reference, names, colours, args.block)
     _write_outputs(result, args.json, args.png)
-    print(format_scores(result))
+    if rep is None:
+        print(format_scores(result))
+    else:
+        rep.result(format_scores(result), **result)
     return 0
 
 

@@ -169,7 +169,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, rep: Any = None) -> int:
-    """Export from parsed options; returns 0 (AerialSegError propagates to the caller); ``rep``: unused."""
+    """Export from parsed options; returns 0 (AerialSegError propagates to the caller).
+
+    ``rep``: the command line's Reporter, which gets the output and its card as the result.
+    """
     updates = {
         k: v
         for k, v in (
@@ -182,9 +185,11 @@ def run(args: argparse.Namespace, rep: Any = None) -> int:
     card = export_onnx(
         args.checkpoint, args.output, name=args.name, card_updates=updates, fp16_weights=args.fp16_weights
     )
-    size = Path(args.output).stat().st_size / 1e6
-    print(
-        f"wrote {args.output} ({size:.1f} MB): {card.name}, classes {', '.join(card.class_names)}, "
-        f"metrics {dict(card.metrics).get('validation', {})}"
-    )
+    size = Path(args.output).stat().st_size
+    text = (f"wrote {args.output} ({size / 1e6:.1f} MB): {card.name}, classes {', '.join(card.class_names)}, "
+            f"metrics {dict(card.metrics).get('validation', {})}")
+    if rep is None:
+        print(text)
+    else:
+        rep.result(text, output=args.output, size_bytes=size, card=card.to_dict())
     return 0

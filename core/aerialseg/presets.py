@@ -5,12 +5,15 @@ Shared by training (``datasets``) and by ``evaluate``, which must run on the bas
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aerialseg.card import ClassInfo
+from aerialseg.errors import InputError
 from aerialseg.metrics import IGNORE_INDEX
 
 RGB = tuple[int, int, int]
@@ -58,3 +61,38 @@ def colours_to_ids(rgb: np.ndarray, colours: Sequence[RGB]) -> np.ndarray:
     for i, (r, g, b) in enumerate(colours):
         out[key == ((r << 16) | (g << 8) | b)] = i
     return out
+
+
+def read_class_colours(path: str | Path) -> tuple[ClassInfo, ...]:
+    """Classes of a ``name,r,g,b`` CSV (e.g. the Semantic Drone Dataset's ``class_dict.csv``), in its row order.
+
+    The header names the columns (any order, any case, spaces around values tolerated); every colour must
+    be distinct and each channel 0-255. One-line InputErrors otherwise.
+    """
+    path = Path(path)
+    try:
+        rows = [[c.strip() for c in row] for row in csv.reader(path.read_text(encoding="utf-8-sig").splitlines())]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--class-colours: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    rows = [r for r in rows if any(r)]
+    header = [h.lower() for h in rows[0]] if rows else []
+    if not {"name", "r", "g", "b"} <= set(header):
+        raise InputError(f"--class-colours: {path} must start with the header name,r,g,b (got {','.join(header)})")
+    cols = [header.index(k) for k in ("name", "r", "g", "b")]
+    classes: list[ClassInfo] = []
+    seen: dict[RGB, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        try:
+            name, *rgb = (row[i] for i in cols)
+            r, g, b = (int(v) for v in rgb)
+        except (IndexError, ValueError):
+            raise InputError(f"--class-colours: line {line} of {path} is not name,r,g,b: {','.join(row)}") from None
+        if not all(0 <= v <= 255 for v in (r, g, b)):
+            raise InputError(f"--class-colours: line {line} of {path}: channels must be 0-255, not {r},{g},{b}")
+        if (r, g, b) in seen:
+            raise InputError(f"--class-colours: {path} gives {r},{g},{b} to both {seen[(r, g, b)]} and {name}")
+        seen[(r, g, b)] = name
+        classes.append(ClassInfo(len(classes), name, f"#{r:02X}{g:02X}{b:02X}"))
+    if len(classes) < 2:
+        raise InputError(f"--class-colours: {path} lists {len(classes)} class(es); at least two are needed")
+    return tuple(classes)

@@ -1,4 +1,4 @@
-"""Training: a segmentation network (smp UNet / DeepLabV3+) from image + mask pairs.
+"""Training: a segmentation network (any segmentation-models-pytorch architecture) from image + mask pairs.
 
 ``train(TrainConfig(...))`` writes into ``out_dir``: ``last.pt`` (every epoch; re-running the same
 command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``history.json``
@@ -6,20 +6,19 @@ command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``
 (see :func:`build_model`), ``card`` (a :class:`ModelCard` dict), ``state_dict`` (the network returns
 logits) and the optimiser, scheduler, epoch and early-stopping state.
 
-Command line: ``aerialseg train --help``.
+Command line: ``aerialseg train --help`` (options generated from :class:`TrainConfig`'s fields, TOML recipes:
+:mod:`aerialseg.trainconfig`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
 import random
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,89 +30,17 @@ from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
-from aerialseg.nets import (
-    ARCHITECTURES,
-    DECODER_CHANNEL_ARCHITECTURES,
-    build_model,
-    check_architecture,
-    load_checkpoint,
-)
+from aerialseg.nets import DECODER_CHANNEL_ARCHITECTURES, build_model, check_architecture, load_checkpoint
+from aerialseg.optimizers import build_optimizer, build_scheduler
+from aerialseg.presets import read_class_colours
+from aerialseg.splits import stratified_split
+from aerialseg.trainconfig import TrainConfig, add_arguments, config_from_args
+
+__all__ = ["TrainConfig", "add_arguments", "check_config", "config_from_args", "make_card", "run", "train"]
 
 log = logging.getLogger(__name__)
 # Fields that may change between a run and its resumption (they do not change what is computed).
 _RUNTIME_FIELDS = {"max_minutes", "num_workers", "threads", "device", "progress"}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (saved with it; a resumed run must use the same)."""
-
-    out_dir: str
-    dataset: str = "dubai"  # dubai | landcoverai | potsdam | folder | vector
-    data_root: str = ""
-    train_split: tuple[str, ...] = ("1", "2", "3", "4", "5", "6")  # Dubai tiles, Potsdam ids, LandCover.ai split
-    val_split: tuple[str, ...] = ("7",)
-    images: str = ""  # folder dataset: training images / masks, validation images / masks
-    masks: str = ""
-    val_images: str = ""
-    val_masks: str = ""
-    class_names: tuple[str, ...] = ()  # folder and vector data sets
-    labels: str = ""  # vector data set: labelled polygons over the images (and the validation images)
-    label_field: str = ""
-    label_layer: str = ""
-    unlabelled: str = "ignore"  # vector data set: pixels outside every polygon: ignore, or a class name
-    val_fraction: float = 0.2  # folder/vector data set without validation images: bottom rows held out
-    scale: float = 1.0  # resampling of all data (0.5 = half the pixels per side)
-    tile_scales: tuple[tuple[str, float], ...] = ()  # per Dubai tile / Potsdam id, overrides scale
-    name: str = "aerialseg-model"
-    arch: str = "unet"
-    encoder: str = "resnet18"
-    encoder_depth: int = 4
-    decoder_channels: tuple[int, ...] = (128, 64, 16, 8)
-    chip: int = 256
-    batch_size: int = 8
-    chips_per_epoch: int = 480
-    epochs: int = 300
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "onecycle"  # onecycle | cosine
-    loss: str = "ce+dice"
-    class_weighting: str = "inverse_sqrt"  # none | inverse | inverse_sqrt
-    scale_jitter: tuple[float, float] = (0.75, 1.33)
-    brightness: float = 0.15
-    contrast: float = 0.15
-    colour: float = 0.0
-    blur: float = 0.0
-    mean: tuple[float, ...] = ()  # empty: measured on the training images
-    std: tuple[float, ...] = ()
-    patience: int = 40  # early stopping: epochs without a better validation mIoU
-    seed: int = 0
-    val_tile: int = 1280  # validation images up to this size are predicted in one pass
-    gsd_m: float | None = None
-    tile_size: int = 512
-    overlap: int = 64
-    licence: str = ""
-    training_data: str = ""
-    description: str = ""
-    init_weights: str = ""  # start from this checkpoint's weights (same architecture; fine-tuning)
-    max_minutes: float | None = None  # stop (resumably) after this long
-    num_workers: int = 0
-    threads: int = 2
-    device: str = "auto"
-    progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (lists become tuples)."""
-        conv: dict[str, Any] = {
-            k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-            for k, v in d.items()
-        }
-        return cls(**conv)
 
 
 def _arch(config: TrainConfig, num_classes: int) -> dict[str, Any]:
@@ -145,19 +72,38 @@ def _data(config: TrainConfig) -> tuple[list[ds.Sample], list[ds.Sample], tuple[
         get = lambda split: ds.potsdam_samples(config.data_root, split, config.scale)
         return get(config.train_split), get(config.val_split), ds.POTSDAM_CLASSES
     if config.dataset == "folder":
-        classes = _named_classes(config)
-        train = ds.folder_samples(config.images, config.masks, config.scale)
+        classes = _folder_classes(config)
+        colours = classes if config.class_colours else None
+        train = ds.folder_samples(config.images, config.masks, config.scale, colours)
         if not config.val_images:
-            return (*ds.hold_out_rows(train, config.val_fraction), classes)
-        return train, ds.folder_samples(config.val_images, config.val_masks, config.scale), classes
+            return (*_split(config, train, len(classes)), classes)
+        return train, ds.folder_samples(config.val_images, config.val_masks, config.scale, colours), classes
     if config.dataset == "vector":
         classes = _named_classes(config)
         labels = _vector_labels(config)
         train = ds.vector_samples(config.images, labels, config.scale)
         if not config.val_images:
-            return (*ds.hold_out_rows(train, config.val_fraction), classes)
+            return (*_split(config, train, len(classes)), classes)
         return train, ds.vector_samples(config.val_images, labels, config.scale), classes
     raise InputError(f"unknown data set {config.dataset!r}; choose dubai, landcoverai, potsdam, folder or vector")
+
+
+def _split(config: TrainConfig, samples: list[ds.Sample], k: int) -> tuple[list[ds.Sample], list[ds.Sample]]:
+    """Training and validation parts of data without validation images (``--split``)."""
+    if config.split == "stratified":
+        return stratified_split(samples, k, config.val_fraction, config.seed)
+    return ds.hold_out_rows(samples, config.val_fraction)
+
+
+def _folder_classes(config: TrainConfig) -> tuple[ClassInfo, ...]:
+    """Classes of a folder data set: from --class-colours (names and colours), else --class-names."""
+    if not config.class_colours:
+        return _named_classes(config)
+    classes = read_class_colours(config.class_colours)
+    if config.class_names and list(config.class_names) != [c.name for c in classes]:
+        raise InputError(f"--class-names differ from the names in --class-colours {config.class_colours}; "
+                         "leave --class-names out (the CSV names the classes)")
+    return classes
 
 
 def _named_classes(config: TrainConfig) -> tuple[ClassInfo, ...]:
@@ -217,15 +163,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int) -> Any:
-    total = config.epochs * steps
-    if config.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.1)
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=config.lr * 0.01)
-    raise InputError(f"unknown scheduler {config.scheduler!r}; choose onecycle or cosine")
-
-
 def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
     defaults = TrainConfig(out_dir="").to_dict()  # runs saved before a field existed used its default
     old, new = saved, config.to_dict()
@@ -279,6 +216,8 @@ def train(
 
 def check_config(config: TrainConfig) -> None:
     """Raise InputError, naming the option, for settings no run can use (before anything is written)."""
+    if not config.out_dir:
+        raise InputError("--out is required: the run folder (new, or a run to resume)")
     counts = {"--epochs": config.epochs, "--batch-size": config.batch_size, "--chip": config.chip,
               "--chips-per-epoch": config.chips_per_epoch, "--patience": config.patience,
               "--val-tile": config.val_tile, "--threads": config.threads}
@@ -291,6 +230,14 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {config.val_fraction}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise InputError(f"--lr must be a positive number, got {config.lr}")
+    if config.class_colours and config.dataset != "folder":
+        raise InputError(f"--class-colours is for --dataset folder (colour masks), not {config.dataset}")
+    if config.split != "rows" and config.dataset not in ("folder", "vector"):
+        raise InputError(f"--split {config.split} is for folder and vector data; {config.dataset} has its own splits")
+    if config.lr_patience < 0:
+        raise InputError(f"--lr-patience must be 0 or more epochs, got {config.lr_patience}")
+    if not 0 <= config.lr_decay < 1:
+        raise InputError(f"--lr-decay must be 0 (automatic) or a factor below 1, got {config.lr_decay}")
     if Path(config.out_dir).exists() and not Path(config.out_dir).is_dir():
         raise InputError(f"--out {config.out_dir} is a file; give a folder for the run (new, or a run to resume)")
 
@@ -353,11 +300,12 @@ def _train(
     if config.loss not in LOSS_NAMES:
         raise InputError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSS_NAMES)}")
     loss_fn = build_loss(config.loss, weights).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay)
     steps = config.chips_per_epoch // config.batch_size
     if steps < 1:
         raise InputError(f"chips per epoch ({config.chips_per_epoch}) must be at least the batch size")
-    scheduler = _scheduler(config, optimizer, steps)
+    scheduler = build_scheduler(config.scheduler, optimizer, config.lr, config.epochs, steps, config.lr_decay,
+                                config.lr_patience)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     log.info(
         "training %s on %s: %d train / %d val images, class weights %s, mean %s std %s",
@@ -390,187 +338,31 @@ def _train(
     return run_epochs(ctx, on_progress, should_cancel)
 
 
-class _HelpWithDefaults(argparse.HelpFormatter):
-    """Help lines end with the option's default, unless it is empty."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.option_strings and action.default not in (None, "", False, argparse.SUPPRESS):
-            text += " (default: %(default)s)"
-        return text
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the training options to ``parser`` (used by ``aerialseg train`` too), grouped and documented."""
-    d = TrainConfig(out_dir="")
-    parser.epilog = (
-        "Data sets: dubai (--data ROOT with tile_N/images + masks), landcoverai (--data ROOT with images/, masks/, "
-        "train.txt ...; --train-split train --val-split val), potsdam (--data ROOT, tile ids), folder (--images DIR "
-        "--masks DIR of same-named rasters of class ids), vector (--images RASTER|DIR --labels POLYGONS "
-        "--label-field FIELD). Re-running the same command resumes from the run folder's last.pt."
-    )
-    parser.formatter_class = _HelpWithDefaults
-    parser.add_argument("--out", required=True, help="run folder (checkpoints, history, curves); re-run to resume")
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset", default=d.dataset, choices=("dubai", "landcoverai", "potsdam", "folder", "vector"), help="layout"
-    )
-    data.add_argument("--data", default="", help="data set root folder (dubai, landcoverai, potsdam)")
-    data.add_argument(
-        "--train-split",
-        default=",".join(d.train_split),
-        help="Dubai tiles (1,2,3), Potsdam tile ids (2_10,2_11) or a LandCover.ai split name",
-    )
-    data.add_argument("--val-split", default=",".join(d.val_split), help="the same, for validation")
-    data.add_argument("--images", default="", help="folder: a folder of images; vector: an image raster or a folder")
-    data.add_argument("--masks", default="", help="folder: masks of class ids, named like the images")
-    data.add_argument("--val-images", default="", help="validation images (folder/vector); empty: --val-fraction")
-    data.add_argument("--val-masks", default="", help="folder: masks of the validation images")
-    data.add_argument("--class-names", default="", help="folder/vector: comma-separated class names in id order")
-    data.add_argument("--labels", default="", help="vector: polygons labelling the images (any GDAL vector format)")
-    data.add_argument("--label-field", default="", help="vector: the field holding class ids or class names")
-    data.add_argument("--label-layer", default="", help="vector: the layer of a multi-layer file")
-    data.add_argument("--unlabelled", default=d.unlabelled, help="vector: pixels outside polygons: ignore or a class")
-    data.add_argument(
-        "--val-fraction",
-        type=float,
-        default=d.val_fraction,
-        help="folder/vector without --val-images: share of each image's rows, at the bottom, held out",
-    )
-    data.add_argument("--scale", type=float, default=d.scale, help="resample all data by this factor (0.5 = half)")
-    data.add_argument("--tile-scales", default="", help="per-tile factors, e.g. 7=0.55 (Dubai tile 7)")
-    net = parser.add_argument_group("network")
-    net.add_argument("--arch", default=d.arch, choices=ARCHITECTURES, help="network")
-    net.add_argument("--encoder", default=d.encoder, help="a segmentation-models-pytorch encoder (from scratch)")
-    net.add_argument("--encoder-depth", type=int, default=d.encoder_depth, help="encoder stages used (3-5)")
-    net.add_argument("--decoder-channels", default=",".join(map(str, d.decoder_channels)), help="UNet decoder widths")
-    fit = parser.add_argument_group("training")
-    for name, help_text in (
-        ("chip", "side of the random training chips, px"),
-        ("batch-size", "chips per step"),
-        ("chips-per-epoch", "random chips drawn per epoch"),
-        ("epochs", "epochs (the learning-rate schedule spans them all)"),
-        ("patience", "early stop after this many epochs without a better validation mIoU"),
-        ("seed", "random seed (chips, augmentation, initial weights)"),
-        ("val-tile", "validation images up to this side are predicted in one pass, larger ones in tiles"),
-    ):
-        fit.add_argument(f"--{name}", type=int, default=getattr(d, name.replace("-", "_")), help=help_text)
-    fit.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
-    fit.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    fit.add_argument("--scheduler", default=d.scheduler, choices=("onecycle", "cosine"), help="learning-rate schedule")
-    fit.add_argument("--loss", default=d.loss, choices=LOSS_NAMES, help="loss (ignore pixels left out)")
-    fit.add_argument(
-        "--class-weighting",
-        default=d.class_weighting,
-        choices=("none", "inverse", "inverse_sqrt"),
-        help="cross-entropy class weights from the class frequencies",
-    )
-    fit.add_argument("--brightness", type=float, default=d.brightness, help="brightness change, share of the range")
-    fit.add_argument("--contrast", type=float, default=d.contrast, help="contrast change, +- share")
-    fit.add_argument("--colour", type=float, default=d.colour, help="per-band colour and saturation change, +- share")
-    fit.add_argument("--blur", type=float, default=d.blur, help="probability of a blur or sensor noise per chip")
-    fit.add_argument("--scale-jitter", default=",".join(map(str, d.scale_jitter)), help="min,max zoom of the chips")
-    fit.add_argument("--mean", default="", help="per-band mean of value/255; empty: measured on the images")
-    fit.add_argument("--std", default="", help="per-band std of value/255; empty: measured")
-    fit.add_argument("--init-weights", default="", help="start from this checkpoint's weights (same architecture)")
-    card = parser.add_argument_group("model card")
-    card.add_argument("--name", default=d.name, help="model name")
-    card.add_argument("--gsd", type=float, default=None, help="ground sample distance of the data, metres")
-    card.add_argument("--tile-size", type=int, default=d.tile_size, help="inference tile side, px")
-    card.add_argument("--overlap", type=int, default=d.overlap, help="inference tile overlap, px")
-    for name in ("licence", "training-data", "description"):
-        card.add_argument(f"--{name}", default="", help=f"{name.replace('-', ' ')} recorded in the card")
-    run_ = parser.add_argument_group("run")
-    run_.add_argument("--max-minutes", type=float, default=None, help="stop after this long (re-run to resume)")
-    run_.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when torch sees it")
-    run_.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch")
-    run_.add_argument("--num-workers", type=int, default=d.num_workers, help="chip loader processes (0: in-process)")
-    run_.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Build a TrainConfig from parsed command-line options."""
-    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())
-    floats = lambda s: tuple(float(x) for x in split(s))
-    try:
-        scales = tuple((k, float(v)) for k, v in (p.split("=") for p in split(args.tile_scales)))
-        return TrainConfig(
-            out_dir=args.out,
-            dataset=args.dataset,
-            data_root=args.data,
-            train_split=split(args.train_split),
-            val_split=split(args.val_split),
-            images=args.images,
-            masks=args.masks,
-            val_images=args.val_images,
-            val_masks=args.val_masks,
-            class_names=split(args.class_names),
-            labels=args.labels,
-            label_field=args.label_field,
-            label_layer=args.label_layer,
-            unlabelled=args.unlabelled,
-            val_fraction=args.val_fraction,
-            scale=args.scale,
-            tile_scales=scales,
-            name=args.name,
-            arch=args.arch,
-            encoder=args.encoder,
-            encoder_depth=args.encoder_depth,
-            decoder_channels=tuple(int(x) for x in split(args.decoder_channels)),
-            chip=args.chip,
-            batch_size=args.batch_size,
-            chips_per_epoch=args.chips_per_epoch,
-            epochs=args.epochs,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            scheduler=args.scheduler,
-            loss=args.loss,
-            class_weighting=args.class_weighting,
-            scale_jitter=floats(args.scale_jitter),  # type: ignore[arg-type]
-            brightness=args.brightness,
-            contrast=args.contrast,
-            colour=args.colour,
-            blur=args.blur,
-            mean=floats(args.mean),
-            std=floats(args.std),
-            patience=args.patience,
-            seed=args.seed,
-            val_tile=args.val_tile,
-            gsd_m=args.gsd,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            licence=args.licence,
-            training_data=args.training_data,
-            description=args.description,
-            init_weights=args.init_weights,
-            max_minutes=args.max_minutes,
-            num_workers=args.num_workers,
-            threads=args.threads,
-            device=args.device,
-            progress=not args.no_progress and getattr(args, "progress", "auto") in ("auto", "bar"),
-        )
-    except ValueError as e:
-        raise InputError(f"invalid training option: {e}") from None
-
-
 def run(args: argparse.Namespace, rep: Any = None) -> int:
     """Run training from parsed options; returns 0 (AerialSegError propagates to the caller).
 
     ``rep``: the command line's Reporter; with ``--progress json`` each finished epoch is a progress
-    line and the result (best checkpoint, epoch, scores) the last line.
+    line and the result (best scores and epoch, the checkpoints that exist) the last line.
     """
     config = config_from_args(args)
     as_json = rep is not None and rep.mode == "json"
     epochs = rep.progress("train", "epoch") if as_json else None
     on_progress = (lambda pct, _: epochs(round(pct * config.epochs / 100), config.epochs)) if epochs else None
     result = train(config, on_progress)
-    if as_json:
-        rep.result(checkpoint=result["best_checkpoint"], best_epoch=result["best_epoch"], scores=result["best"])
-        return 0
-    print(format_scores(result["best"]) if result.get("best") else "no validation result")
-    if result["best_checkpoint"] is None:
-        print(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
-              f"{result['last_checkpoint']}")
+    outputs = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "best_epoch")}
+    if rep is not None:
+        rep.result(_summary(result), run=config.out_dir, scores=result["best"], **outputs)
     else:
-        print(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+        print(_summary(result))
     return 0
+
+
+def _summary(result: dict[str, Any]) -> str:
+    """The end of a run, as text: the best scores and where the checkpoints are."""
+    lines = [format_scores(result["best"]) if result.get("best") else "no validation result"]
+    if result["best_checkpoint"] is None:
+        lines.append(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
+                     f"{result['last_checkpoint']}")
+    else:
+        lines.append(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ from aerialseg.errors import Cancelled
 from aerialseg.inference import ArrayTiles, classify_array
 from aerialseg.metrics import confusion_matrix, format_scores, scores
 from aerialseg.nets import save_checkpoint
+from aerialseg.optimizers import PER_EPOCH_SCHEDULERS, step_after_epoch
 from aerialseg.options import ClassifyOptions
 from aerialseg.raster import card_normalisation
 from aerialseg.runtime import Model, TorchModel
@@ -109,6 +110,7 @@ def _train_epoch(ctx: dict[str, Any], epoch: int, bar: Any, should_cancel: Calla
         data, batch_size=ctx["config"].batch_size, shuffle=False, drop_last=True, num_workers=ctx["config"].num_workers
     )
     scaler = ctx["scaler"]
+    per_batch = ctx["config"].scheduler not in PER_EPOCH_SCHEDULERS
     model.train()
     losses = []
     for x, y in loader:
@@ -121,7 +123,8 @@ def _train_epoch(ctx: dict[str, Any], epoch: int, bar: Any, should_cancel: Calla
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        sched.step()
+        if per_batch:
+            sched.step()
         losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
@@ -202,6 +205,7 @@ def run_epochs(
                 "confusion_matrix": s["confusion_matrix"],
             }
             history.append(row)
+            step_after_epoch(config.scheduler, ctx["scheduler"], s["miou"])  # after "lr" is recorded
             improved = s["miou"] is not None and s["miou"] > best["miou"]  # None: nothing labelled
             best = (
                 {"miou": s["miou"], "epoch": epoch + 1, "scores": s, "stale": 0}

@@ -1,0 +1,232 @@
+"""``map``: classify, then vectorise the classes, all or nothing.
+
+Every output is written into a hidden staging folder beside its final place and moved there only when
+both stages succeeded (the polygons last): a failed or cancelled run leaves the old outputs as they were
+and no new ones. One input raster, or a folder or glob of them (one class raster each plus a VRT mosaic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aerialseg.errors import InputError, OutputError
+
+log = logging.getLogger("aerialseg")
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Where ``map`` writes: the class raster (a VRT mosaic for many inputs), the GeoPackage, and the class
+    raster of each input of a folder run (beside the mosaic)."""
+
+    raster: Path
+    vector: Path
+    rasters: tuple[Path, ...] = ()
+
+
+def default_outputs(source: str | Path, folder: str | Path) -> MapOutputs:
+    """``<name>_landcover.tif`` (``.vrt`` for a folder or glob) and ``<name>_features.gpkg`` in ``folder``."""
+    from aerialseg.mosaic import expand_inputs, mosaic_name, output_paths
+
+    folder = Path(folder)
+    inputs = expand_inputs(source)
+    if inputs is None:
+        name = Path(source).stem
+        return MapOutputs(folder / f"{name}_landcover.tif", folder / f"{name}_features.gpkg")
+    name = mosaic_name(source)
+    rasters, vrt = output_paths(inputs, folder, name)
+    return MapOutputs(vrt, folder / f"{name}_features.gpkg", tuple(rasters))
+
+
+def map_image(
+    source: str | Path,
+    output: str | Path | MapOutputs,
+    model: str | Path | None = "auto",
+    *,
+    classify_options: Mapping[str, Any] | None = None,
+    vectorize_options: Mapping[str, Any] | None = None,
+    client: Any = None,
+    overwrite: bool = False,
+    on_classify_progress: ProgressCallback | None = None,
+    on_vectorize_progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> MapOutputs:
+    """Classify ``source`` and vectorise the result; both outputs are replaced together, or neither.
+
+    Args:
+        source: an input raster, or a folder or glob of rasters.
+        output: an output folder (created if missing, removed again if the run fails) for the default names of
+            :func:`default_outputs`, or the exact paths (one input raster only).
+        model: as for :func:`aerialseg.classify`; "auto" picks the bundled model that fits the input.
+        classify_options: keyword options of :func:`aerialseg.classify` (device, tile_size, ...).
+        vectorize_options: keyword options of :func:`aerialseg.vectorize`; ``regularize`` None (the default)
+            squares buildings when the model works at 0.5 m/px or finer.
+        client: a Dask client: classify on that cluster.
+        on_classify_progress, on_vectorize_progress: ``(done, total)`` of each stage (tiles, blocks with a
+            client, files for many inputs; then blocks).
+        should_cancel: polled during both stages; returning True stops the run, leaving no output.
+
+    Returns:
+        the outputs written.
+    """
+    from aerialseg.mosaic import expand_inputs
+
+    inputs = expand_inputs(source)
+    run = partial(_map, source, inputs, model=model, classify_options=dict(classify_options or {}),
+                  vectorize_options=dict(vectorize_options or {}), client=client, overwrite=overwrite,
+                  on_classify=on_classify_progress, on_vectorize=on_vectorize_progress, should_cancel=should_cancel)
+    if isinstance(output, MapOutputs):
+        if inputs is not None:
+            raise InputError(f"{source} holds many rasters: map them into an output folder, not into two file names")
+        return run(output)
+    folder = Path(output)
+    created = not folder.exists()
+    try:
+        return run(default_outputs(source, output_folder(folder)))
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a failed run leaves no trace
+        raise
+
+
+def _map(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, *, model: str | Path | None,
+         classify_options: dict[str, Any], vectorize_options: dict[str, Any], client: Any, overwrite: bool,
+         on_classify: ProgressCallback | None, on_vectorize: ProgressCallback | None,
+         should_cancel: Callable[[], bool] | None) -> MapOutputs:
+    from aerialseg.choose import resolve_auto
+    from aerialseg.scratch import claim_outputs
+    from aerialseg.vectorize import vectorize
+
+    names = [c for c in vectorize_options.get("classes") or [] if isinstance(c, str)]
+    model = resolve_auto(model, inputs[0] if inputs else source, names, classify_options.get("input_gsd"))
+    targets = [*outputs.rasters, outputs.raster, outputs.vector]
+    _check_outputs(source, model, outputs, vectorize_options, overwrite)  # fail before the long part
+    with claim_outputs(targets, overwrite), _staging(targets) as stage:
+        raster = _classify_staged(source, inputs, outputs, model, classify_options, client, stage, on_classify,
+                                  should_cancel)
+        vectorize(raster, stage[outputs.vector.parent] / outputs.vector.name, **vectorize_options,
+                  on_progress=on_vectorize, should_cancel=should_cancel)
+        with _uninterrupted():  # all the outputs move, or none
+            for staged, final in _moves(stage):
+                os.replace(staged, final)
+    return outputs
+
+
+def _classify_staged(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, model: str | Path | None,
+                     options: dict[str, Any], client: Any, stage: dict[Path, Path],
+                     on_progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None) -> Path:
+    """Classify into the staging folder of the class raster; returns the staged raster (or VRT)."""
+    folder = outputs.raster.parent
+    if inputs is None:
+        from aerialseg.predict import classify
+
+        return classify(source, stage[folder] / outputs.raster.name, model, **options, client=client,
+                        confidence=None, work_in=folder, on_progress=on_progress, should_cancel=should_cancel)
+    from aerialseg.mosaic import classify_many
+
+    name = outputs.raster.stem.removesuffix("_landcover")
+    _, vrt = classify_many(inputs, stage[folder], name, model, options, client=client, work_in=folder,
+                           on_progress=on_progress, should_cancel=should_cancel)
+    return vrt
+
+
+def _check_outputs(source: str | Path, model: str | Path | None, outputs: MapOutputs,
+                   vectorize_options: dict[str, Any], overwrite: bool) -> None:
+    """Refuse existing outputs (without ``overwrite``), the input as an output, and unknown classes, up front;
+    choose ``regularize`` when it is None."""
+    from aerialseg.raster import check_output, check_style_files
+    from aerialseg.runtime import model_card
+
+    rasters = [*outputs.rasters, outputs.raster]
+    if Path(os.path.abspath(outputs.raster)) == Path(os.path.abspath(outputs.vector)):
+        raise OutputError(f"the class raster and the polygons would both be {outputs.vector}; give two names")
+    for target in (*rasters, outputs.vector):
+        check_output(target, [source], overwrite)
+    check_style_files(rasters, source, overwrite)
+    card = model_card(model)
+    if vectorize_options.get("regularize") is None:  # buildings of fine imagery are many pixels: square them
+        vectorize_options["regularize"] = card.gsd_m is not None and card.gsd_m <= 0.5
+        if vectorize_options["regularize"]:
+            log.info("regularising building outlines (the model works at %g m/px; --no-regularize to keep)",
+                     card.gsd_m)
+    for cls in vectorize_options.get("classes") or []:
+        if isinstance(cls, str):
+            card.class_by_name(cls)  # a typo fails now, not after classifying
+
+
+@contextlib.contextmanager
+def _staging(outputs: Sequence[Path]) -> Iterator[dict[Path, Path]]:
+    """A hidden staging folder in each output folder (output folder -> staging folder); deleted afterwards."""
+    from aerialseg.scratch import remove_stale, scratch_prefix, write_error
+
+    stage: dict[Path, Path] = {}
+    try:
+        for output in outputs:
+            folder = output.parent
+            if folder not in stage:
+                remove_stale(folder)
+                name = output.stem.removesuffix("_landcover").removesuffix("_features")
+                try:
+                    stage[folder] = Path(tempfile.mkdtemp(prefix=scratch_prefix(f"{name}_map"),
+                                                          dir=folder.resolve()))
+                except OSError as e:
+                    raise write_error(e, folder) from None
+        yield stage
+    except OutputError as e:  # name the output folder, not the hidden one
+        message = str(e)
+        for folder, hidden in stage.items():
+            message = message.replace(str(hidden), str(folder))
+        raise OutputError(message) from None
+    finally:
+        for hidden in stage.values():
+            shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _moves(stage: dict[Path, Path]) -> list[tuple[Path, Path]]:
+    """(staged file, its final place) for every staged file; the GeoPackage last."""
+    moves = [(path, folder / path.name) for folder, hidden in stage.items() for path in sorted(hidden.iterdir())]
+    return sorted(moves, key=lambda move: move[0].suffix == ".gpkg")
+
+
+def output_folder(path: str | Path) -> Path:
+    """The output folder of a run that writes several files (created if missing)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} is a file; this run writes into a folder: give a folder path")
+    if not folder.parent.is_dir():
+        raise OutputError(f"the parent folder of {folder} does not exist; create it first")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder {folder}: {e.strerror or e}; "
+                          "choose a folder where you can write") from None
+    return folder
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM in the block (main thread only): a signal must not stop the final moves
+    half-way. The previous handlers come back afterwards; a signal that came meanwhile is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum in saved:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
