@@ -39,7 +39,7 @@ QGIS_PYTHON = "/usr/bin/python3"  # the interpreter QGIS's Python bindings are b
 ORTHO = RASTERS / "nl_aerial_rd_new_1210x718.tif"
 ALGORITHMS = ("check", "classify", "evaluate", "installengine", "map", "train", "vectorize")
 TINY_TRAIN = ["CHIP=64", "BATCH_SIZE=4", "CHIPS_PER_EPOCH=8", "EPOCHS=1", "DEVICE=1",
-              "EXTRA=--encoder-depth 3 --decoder-channels 16,8,8 --val-tile 128 --threads 2"]
+              "EXTRA=--encoder-depth 3 --decoder-channels 16,8,8 --threads 2"]
 
 
 # ---------------------------------------------------------------- a throw-away QGIS profile with the plugin

@@ -36,7 +36,6 @@ TINY = {
     "lr": 3e-3,
     "threads": 1,
     "progress": False,
-    "val_tile": 128,
     "gsd_m": 2.0,
 }
 
@@ -205,8 +204,6 @@ def test_folder_dataset_and_command_line_options(tmp_path):
             "--tile-scales",
             "7=0.5",
             "--no-progress",
-            "--val-tile",
-            "64",
         ]
     )
     config = config_from_args(args)

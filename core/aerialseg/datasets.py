@@ -47,7 +47,6 @@ from aerialseg.presets import (  # noqa: F401  (re-exported: training code and t
 )
 from aerialseg.presets import palette_table as _palette
 
-FALLBACK_COLOURS = ("#E6194B", "#3CB44B", "#4363D8", "#FFE119", "#F58231", "#911EB4", "#46F0F0", "#F032E6")
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
 
 

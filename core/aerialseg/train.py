@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from aerialseg import datasets as ds
-from aerialseg.card import ClassInfo, ModelCard
+from aerialseg.card import FALLBACK_COLOURS, ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
 from aerialseg.metrics import format_scores
@@ -110,7 +110,7 @@ def _named_classes(config: TrainConfig) -> tuple[ClassInfo, ...]:
     if len(config.class_names) < 2:
         raise InputError(f"a {config.dataset} data set needs at least two class names (--class-names a,b,...)")
     return tuple(
-        ClassInfo(i, n, ds.FALLBACK_COLOURS[i % len(ds.FALLBACK_COLOURS)]) for i, n in enumerate(config.class_names)
+        ClassInfo(i, n, FALLBACK_COLOURS[i % len(FALLBACK_COLOURS)]) for i, n in enumerate(config.class_names)
     )
 
 
@@ -220,7 +220,7 @@ def check_config(config: TrainConfig) -> None:
         raise InputError("--out is required: the run folder (new, or a run to resume)")
     counts = {"--epochs": config.epochs, "--batch-size": config.batch_size, "--chip": config.chip,
               "--chips-per-epoch": config.chips_per_epoch, "--patience": config.patience,
-              "--val-tile": config.val_tile, "--threads": config.threads}
+              "--threads": config.threads}
     for option, value in counts.items():
         if value < 1:
             raise InputError(f"{option} must be at least 1, got {value}")

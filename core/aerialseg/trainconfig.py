@@ -101,8 +101,6 @@ class TrainConfig:
     std: tuple[float, ...] = _opt((), "per-band std of value/255; empty: measured", "training")
     patience: int = _opt(40, "early stop after this many epochs without a better validation mIoU", "training")
     seed: int = _opt(0, "random seed (chips, augmentation, initial weights, --split stratified)", "training")
-    val_tile: int = _opt(1280, "validation images up to this side are predicted in one pass, larger ones in tiles",
-                         "training")
     gsd_m: float | None = _opt(None, "ground sample distance of the data, metres", "model card", "--gsd")
     tile_size: int = _opt(512, "inference tile side, px", "model card")
     overlap: int = _opt(64, "inference tile overlap, px", "model card")
@@ -122,10 +120,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (lists become tuples)."""
+        """Inverse of :meth:`to_dict` (lists become tuples; fields older runs had and this version dropped are
+        left out)."""
+        known = {f.name for f in dataclasses.fields(cls)}
         conv: dict[str, Any] = {
             k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-            for k, v in d.items()
+            for k, v in d.items() if k in known
         }
         return cls(**conv)
 
