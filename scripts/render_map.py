@@ -54,6 +54,7 @@ def main() -> None:
     for ax in axes:  # the polygons must not move the view (pixel coordinates of an ungeoreferenced photo too)
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
+        ax.set_aspect("auto")  # pixels square as in the photo (geopandas sets a degree aspect for EPSG:4326)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c.id][:3]) for c in table]
     axes[1].legend(handles, [c.name for c in table], loc="lower right", fontsize=8)
     fig.suptitle(a.title, fontsize=11)

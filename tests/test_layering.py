@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("cluster backend", {"distributed"}),
     ("stages", {"predict", "vectorize", "evaluate", "losses", "optimizers", "trainconfig", "training_io", "train",
                  "export"}),
-    ("orchestration", {"mosaic", "pipeline"}),
+    ("orchestration", {"mosaic", "combine", "pipeline"}),
     ("package", {"__init__"}),
     ("command line", {"cli", "__main__"}),  # cli: the package aerialseg.cli, every module in it
 ]

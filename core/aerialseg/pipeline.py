@@ -59,6 +59,7 @@ def map_image(
     vectorize_options: Mapping[str, Any] | None = None,
     client: Any = None,
     overwrite: bool = False,
+    combine: bool = True,
     on_classify_progress: ProgressCallback | None = None,
     on_vectorize_progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -74,6 +75,9 @@ def map_image(
         vectorize_options: keyword options of :func:`aerialseg.vectorize`; ``regularize`` None (the default)
             squares buildings when the model works at 0.5 m/px or finer.
         client: a Dask client: classify on that cluster.
+        combine: when "auto" picks a model that knows only some of the default model's classes (the building
+            model, for a fine orthophoto), take those classes from it and the others from the default
+            land-cover model (one input raster, in this process); False: the chosen model alone.
         on_classify_progress, on_vectorize_progress: ``(done, total)`` of each stage (tiles, blocks with a
             client, files for many inputs; then blocks).
         should_cancel: polled during both stages; returning True stops the run, leaving no output.
@@ -85,7 +89,7 @@ def map_image(
 
     inputs = expand_inputs(source)
     run = partial(_map, source, inputs, model=model, classify_options=dict(classify_options or {}),
-                  vectorize_options=dict(vectorize_options or {}), client=client, overwrite=overwrite,
+                  vectorize_options=dict(vectorize_options or {}), client=client, overwrite=overwrite, combine=combine,
                   on_classify=on_classify_progress, on_vectorize=on_vectorize_progress, should_cancel=should_cancel)
     if isinstance(output, MapOutputs):
         if inputs is not None:
@@ -103,25 +107,53 @@ def map_image(
 
 def _map(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, *, model: str | Path | None,
          classify_options: dict[str, Any], vectorize_options: dict[str, Any], client: Any, overwrite: bool,
-         on_classify: ProgressCallback | None, on_vectorize: ProgressCallback | None,
+         combine: bool, on_classify: ProgressCallback | None, on_vectorize: ProgressCallback | None,
          should_cancel: Callable[[], bool] | None) -> MapOutputs:
-    from aerialseg.choose import resolve_auto
+    from aerialseg.choose import AUTO, resolve_auto
     from aerialseg.scratch import claim_outputs
     from aerialseg.vectorize import vectorize
 
     names = [c for c in vectorize_options.get("classes") or [] if isinstance(c, str)]
+    auto = model is None or str(model) == AUTO
     model = resolve_auto(model, inputs[0] if inputs else source, names, classify_options.get("input_gsd"))
+    pair = _combination(model, names, combine and auto, inputs, client, classify_options)
     targets = [*outputs.rasters, outputs.raster, outputs.vector]
-    _check_outputs(source, model, outputs, vectorize_options, overwrite)  # fail before the long part
+    _check_outputs(source, pair.base if pair else model, outputs, vectorize_options, overwrite,
+                   regularize_by=model)  # fail before the long part
     with claim_outputs(targets, overwrite), _staging(targets) as stage:
-        raster = _classify_staged(source, inputs, outputs, model, classify_options, client, stage, on_classify,
-                                  should_cancel)
+        if pair is not None:
+            from aerialseg.combine import classify_combined
+            from aerialseg.options import ClassifyOptions
+
+            raster = classify_combined(source, stage[outputs.raster.parent] / outputs.raster.name, pair,
+                                       ClassifyOptions.of(classify_options), on_classify, should_cancel)
+        else:
+            raster = _classify_staged(source, inputs, outputs, model, classify_options, client, stage, on_classify,
+                                      should_cancel)
         vectorize(raster, stage[outputs.vector.parent] / outputs.vector.name, **vectorize_options,
                   on_progress=on_vectorize, should_cancel=should_cancel)
         with _uninterrupted():  # all the outputs move, or none
             for staged, final in _moves(stage):
                 os.replace(staged, final)
     return outputs
+
+
+def _combination(model: str | Path | None, names: list[str], wanted: bool, inputs: list[Path] | None, client: Any,
+                 classify_options: dict[str, Any]) -> Any:
+    """The two models to combine (see :mod:`aerialseg.combine`), or None; says which and why in the log."""
+    if not wanted or not isinstance(model, str):
+        return None
+    from aerialseg.combine import combination_for
+
+    pair = combination_for(model, names)
+    if pair is None:
+        return None
+    if inputs is not None or client is not None or classify_options.get("output_grid", "input") != "input":
+        log.info("map: %s alone (two models are combined only for one raster, in this process, on its grid)", model)
+        return None
+    log.info("map: %s (%s knows only %s; --single-model to use it alone)", pair.describe(), pair.fine,
+             ", ".join(pair.take))
+    return pair
 
 
 def _classify_staged(source: str | Path, inputs: list[Path] | None, outputs: MapOutputs, model: str | Path | None,
@@ -143,9 +175,9 @@ def _classify_staged(source: str | Path, inputs: list[Path] | None, outputs: Map
 
 
 def _check_outputs(source: str | Path, model: str | Path | None, outputs: MapOutputs,
-                   vectorize_options: dict[str, Any], overwrite: bool) -> None:
-    """Refuse existing outputs (without ``overwrite``), the input as an output, and unknown classes, up front;
-    choose ``regularize`` when it is None."""
+                   vectorize_options: dict[str, Any], overwrite: bool, regularize_by: str | Path | None) -> None:
+    """Refuse existing outputs (without ``overwrite``), the input as an output, and unknown classes (of
+    ``model``), up front; choose ``regularize`` by ``regularize_by``'s resolution when it is None."""
     from aerialseg.raster import check_output, check_style_files
     from aerialseg.runtime import model_card
 
@@ -155,12 +187,12 @@ def _check_outputs(source: str | Path, model: str | Path | None, outputs: MapOut
     for target in (*rasters, outputs.vector):
         check_output(target, [source], overwrite)
     check_style_files(rasters, source, overwrite)
-    card = model_card(model)
+    card, fine = model_card(model), model_card(regularize_by)
     if vectorize_options.get("regularize") is None:  # buildings of fine imagery are many pixels: square them
-        vectorize_options["regularize"] = card.gsd_m is not None and card.gsd_m <= 0.5
+        vectorize_options["regularize"] = fine.gsd_m is not None and fine.gsd_m <= 0.5
         if vectorize_options["regularize"]:
             log.info("regularising building outlines (the model works at %g m/px; --no-regularize to keep)",
-                     card.gsd_m)
+                     fine.gsd_m)
     for cls in vectorize_options.get("classes") or []:
         if isinstance(cls, str):
             card.class_by_name(cls)  # a typo fails now, not after classifying

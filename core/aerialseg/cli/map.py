@@ -26,6 +26,9 @@ def add_parser(sub: Any) -> None:
                         "or leave it out and give --raster and --vector")
     p.add_argument("--raster", metavar="PATH", help="write the class raster here (with --vector, instead of OUTPUT)")
     p.add_argument("--vector", metavar="PATH", help="write the polygons here (with --raster, instead of OUTPUT)")
+    p.add_argument("--single-model", action="store_true",
+                   help="with --model auto: the chosen model alone, even when it knows only some classes (the "
+                        "building model on a fine orthophoto); by default the others come from the land-cover model")
     add_model_options(p)
     add_vector_options(p)
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     with cluster_client(args.workers, args.scheduler) as client:
         done = map_image(args.input, _output(args), args.model, classify_options=classify_options(args),
                          vectorize_options=vectorize_options(args), client=client, overwrite=args.overwrite,
+                         combine=not args.single_model,
                          on_classify_progress=rep.progress("classify", "file" if inputs else
                                                            "block" if client else "tile"),
                          on_vectorize_progress=rep.progress("vectorize", "block"))
