@@ -14,7 +14,7 @@ import aerialseg
 from aerialseg.card import CARD_KEY, ClassInfo, ModelCard, read_card, write_card
 from aerialseg.errors import ModelError
 from aerialseg.runtime import load_model
-from conftest import read_band, scene, write_raster
+from rasters import read_band, scene, write_raster
 from tinymodels import COLOUR_CLASSES, colour_card, write_colour_model
 
 DEEPNESS_KEYS = {"model_type", "class_names", "resolution", "tile_size", "tiles_size", "tiles_overlap",

@@ -68,7 +68,7 @@ def test_input_gsd_resamples_an_image_without_georeferencing(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from conftest import read_band, scene
+    from rasters import read_band, scene
 
     Image.fromarray(scene(120, 160).transpose(1, 2, 0)).save(tmp_path / "drone.png")
     r = _cli("classify", tmp_path / "drone.png", tmp_path / "lc.tif", "--input-gsd", "1.0", "-v", "--progress", "none")

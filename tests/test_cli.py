@@ -24,7 +24,7 @@ import pytest
 import rasterio
 
 from aerialseg.card import CARD_KEY
-from conftest import expected_classes, read_band, scene, write_raster
+from rasters import expected_classes, read_band, scene, write_raster
 from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card
 

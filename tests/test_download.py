@@ -14,7 +14,7 @@ import pytest
 
 from aerialseg.download import cached_models, fetch_model, parse_model_url
 from aerialseg.errors import ModelError
-from conftest import read_band, scene, write_raster
+from rasters import read_band, scene, write_raster
 
 
 class _Server:

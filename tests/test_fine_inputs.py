@@ -9,7 +9,7 @@ import rasterio
 
 from aerialseg.predict import classify
 from aerialseg.raster import ground_pixel_size
-from conftest import expected_classes, read_band, write_raster
+from rasters import expected_classes, read_band, write_raster
 from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card, write_colour_model
 

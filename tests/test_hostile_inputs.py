@@ -24,7 +24,7 @@ from onnx import numpy_helper
 from rasterio.transform import from_origin
 
 from aerialseg.card import CARD_KEY
-from conftest import expected_classes, read_band, scene, write_raster
+from rasters import expected_classes, read_band, scene, write_raster
 from tinymodels import colour_card, write_colour_model
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ import pytest
 from rasterio.transform import from_origin
 
 from aerialseg.scratch import HOST
-from conftest import scene, write_raster
+from rasters import scene, write_raster
 
 pytestmark = pytest.mark.slow
 TILE = ["--tile-size", "512", "--overlap", "0"]  # the pointwise colour model: big tiles, quick runs

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from aerialseg.cli import build_parser
-from conftest import scene, write_raster
+from rasters import scene, write_raster
 
 pytestmark = pytest.mark.slow  # every test runs the command line as a subprocess
 

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "download"}),
     ("edges and runtimes", {"raster", "runtime", "nets", "checkup", "datasets", "splits"}),
     ("inference core", {"inference", "choose"}),
-    ("cluster backend", {"distributed"}),
+    ("cluster backend", {"cluster"}),
     ("stages", {"predict", "vectorize", "evaluate", "losses", "optimizers", "trainconfig", "training_io", "train",
                  "export"}),
     ("orchestration", {"mosaic", "combine", "pipeline"}),

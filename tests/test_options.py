@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from aerialseg.distributed import BlockJob
+from aerialseg.cluster import BlockJob
 from aerialseg.errors import InputError
 from aerialseg.options import ClassifyOptions
 

@@ -19,7 +19,7 @@ import pytest
 
 import aerialseg
 from aerialseg.runtime import MODELS_DIR
-from conftest import write_raster
+from rasters import write_raster
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(aerialseg.__file__).resolve().parent

@@ -8,7 +8,7 @@ import pytest
 
 from aerialseg.errors import Cancelled, InputError
 from aerialseg.pipeline import MapOutputs, default_outputs, map_image
-from conftest import expected_classes, read_band, scene, write_raster
+from rasters import expected_classes, read_band, scene, write_raster
 
 SCENE = scene(200, 260, seed=5)
 

@@ -16,7 +16,7 @@ from aerialseg import classify
 from aerialseg.errors import Cancelled, ModelError, RasterError
 from aerialseg.raster import read_class_table
 from aerialseg.runtime import gpu_present
-from conftest import expected_classes, read_band, scene, write_raster
+from rasters import expected_classes, read_band, scene, write_raster
 from shared_data import RASTERS, needs_shared_data
 
 

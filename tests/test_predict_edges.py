@@ -14,7 +14,7 @@ import aerialseg.inference
 from aerialseg import classify
 from aerialseg.card import ClassInfo, ModelCard
 from aerialseg.errors import ModelError, OutputError, RasterError
-from conftest import read_band, scene, write_raster
+from rasters import read_band, scene, write_raster
 from tinymodels import colour_card, write_colour_model
 
 

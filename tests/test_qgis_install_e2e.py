@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import scene, write_raster
+from rasters import scene, write_raster
 from test_qgis_plugin import ENGINE, QGIS_PROCESS, QGIS_PYTHON, _qgis_env, qgis_python
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # runs qgis_process

@@ -26,7 +26,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from aerialseg import datasets as ds
-from conftest import expected_classes, read_band, scene, write_raster
+from rasters import expected_classes, read_band, scene, write_raster
 from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card, write_colour_model
 
@@ -582,7 +582,7 @@ def test_automatic_model_and_input_pixel_size_for_an_image_without_georeferencin
     """MODEL empty chooses by resolution; INPUT_GSD gives an ungeoreferenced image its pixel size."""
     from PIL import Image
 
-    from conftest import scene
+    from rasters import scene
 
     png = tmp_path / "drone.png"
     Image.fromarray(scene(200, 240, seed=3).transpose(1, 2, 0)).save(png)

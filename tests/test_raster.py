@@ -33,7 +33,7 @@ from aerialseg.raster import (
     read_class_table,
     working_grid,
 )
-from conftest import scene, write_raster
+from rasters import scene, write_raster
 from shared_data import RASTERS, needs_shared_data
 from tinymodels import colour_card
 

@@ -26,7 +26,7 @@ from shapely.geometry import shape
 from aerialseg import classify
 from aerialseg.errors import Cancelled, InputError, OutputError, RasterError
 from aerialseg.vectorize import vectorize
-from conftest import read_band
+from rasters import read_band
 
 TABLE = [{"id": 0, "name": "Building", "color": "#FF0000"}, {"id": 1, "name": "water", "color": "#0000FF"},
          {"id": 2, "name": "land", "color": "#00FF00"}, {"id": 3, "name": "road", "color": "#808080"}]
@@ -343,7 +343,7 @@ def test_map_cli_input_gsd_gives_areas_in_square_metres(colour_model, tmp_path):
     """`map --input-gsd` on a plain PNG: the pixel size reaches vectorise; without it areas stay pixels."""
     from PIL import Image
 
-    from conftest import scene
+    from rasters import scene
 
     png = tmp_path / "drone.png"
     Image.fromarray(scene(120, 160, seed=3).transpose(1, 2, 0)).save(png)

@@ -141,7 +141,7 @@ def _classify_into(inputs: Sequence[Path], folder: Path, work_in: Path, name: st
             _run_on_cluster(client, jobs, model_path, options, progress, cancel)
         write_vrt([work / r.name for r in rasters], work / vrt.name, card)
     except BaseException as e:  # keep finished rasters for a rerun to resume, unless cancelled or none
-        from aerialseg.distributed import remove_work_dir
+        from aerialseg.cluster import remove_work_dir
 
         if isinstance(e, Cancelled | KeyboardInterrupt) or not any(work.glob("*_landcover.tif")):
             remove_work_dir(work)
@@ -157,7 +157,7 @@ def _classify_into(inputs: Sequence[Path], folder: Path, work_in: Path, name: st
 
 
 def _work_dir(folder: Path, name: str, inputs: list[str], model: str, options: ClassifyOptions) -> Path:
-    from aerialseg.distributed import work_folder
+    from aerialseg.cluster import work_folder
 
     stats = [[st.st_size, st.st_mtime_ns] for st in map(os.stat, [*inputs, model])]  # a changed file is a new job
     what = [inputs, model, options.output_key(), stats, __version__]
@@ -173,7 +173,7 @@ def classify_file(src: str, dst: str, model: str, options: ClassifyOptions,
                   host_threads: dict[str, int] | None = None) -> str:
     """Classify one input into ``dst`` unless an earlier run did (a task on a worker, or a loop step);
     ``host_threads``: ONNX Runtime threads per worker host, unless the options say."""
-    from aerialseg.distributed import worker_model, worker_threads
+    from aerialseg.cluster import worker_model, worker_threads
     from aerialseg.predict import classify_with
 
     if not Path(dst).exists():
@@ -194,7 +194,7 @@ def _run_here(jobs: list[tuple[str, str]], model: str, options: ClassifyOptions,
 
 def _run_on_cluster(client: Any, jobs: list[tuple[str, str]], model: str, options: ClassifyOptions,
                     progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> None:
-    from aerialseg.distributed import host_threads, wait_for
+    from aerialseg.cluster import host_threads, wait_for
 
     threads = host_threads(client)
     run = uuid.uuid4().hex[:12]  # task names unique to this run: Dask shares results between equal names

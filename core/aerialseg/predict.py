@@ -143,7 +143,7 @@ def classify_with(
         model = resolve_auto(model, input, (), options.input_gsd)
     progress, cancel = on_progress or (lambda done, total: None), should_cancel or (lambda: False)
     if client is not None:
-        from aerialseg.distributed import classify_on_cluster
+        from aerialseg.cluster import classify_on_cluster
 
         with claim_outputs(outputs, overwrite):
             return classify_on_cluster(input, out, conf, model, client, options, progress, cancel,

@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, rep: Reporter) -> int:
-    from aerialseg.distributed import cluster_client
+    from aerialseg.cluster import cluster_client
     from aerialseg.mosaic import expand_inputs
     from aerialseg.predict import classify
 

@@ -36,7 +36,7 @@ from aerialseg.errors import AerialSegError, Cancelled
 from aerialseg.raster import CLASS_TABLE_TAG, read_class_table
 from aerialseg.runtime import MODELS_DIR
 from aerialseg.vectorize import vectorize
-from conftest import expected_classes
+from rasters import expected_classes
 from shared_data import RASTERS, needs_shared_data
 
 # rasterio's own window_transform still multiplies Affines with '*'
