@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 from aerialseg.cli import main as cli_main
 from aerialseg.datasets import DUBAI_CLASSES
 from aerialseg.errors import InputError, RasterError
-from aerialseg.evaluate import add_arguments, evaluate, run
+from aerialseg.evaluate import class_table, evaluate, write_report
 from aerialseg.metrics import confusion_matrix
 from trainkit import write_tif
 
@@ -98,28 +97,32 @@ def test_grid_mismatch_is_a_clear_input_error(tmp_path):
 
 def test_command_writes_json_and_png(tmp_path, capsys):
     pred_path, ref_path, pred, ref = _pair(tmp_path)
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(
-        [
-            str(pred_path),
-            str(ref_path),
-            "--classes",
-            "building,land,road",
-            "--json",
-            str(tmp_path / "r.json"),
-            "--png",
-            str(tmp_path / "cm.png"),
-            "--block",
-            "5",
-        ]
-    )
-    assert run(args) == 0
+    argv = ["evaluate", str(pred_path), str(ref_path), "--classes", "building,land,road", "--json",
+            str(tmp_path / "r.json"), "--png", str(tmp_path / "cm.png"), "--block", "5"]
+    assert cli_main(argv) == 0
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["confusion_matrix"] == _hand_cm(ref, pred, 3).tolist()
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
     assert "mIoU" in capsys.readouterr().out
     with pytest.raises(RasterError, match="cannot open"):
-        run(parser.parse_args([str(pred_path), str(tmp_path / "missing.tif"), "--classes", "dubai"]))
+        evaluate(pred_path, tmp_path / "missing.tif", NAMES)
     assert cli_main(["evaluate", str(pred_path), str(tmp_path / "missing.tif"), "--classes", "dubai"]) == 1
     assert "cannot open" in capsys.readouterr().err
+
+
+def test_python_gets_the_class_table_progress_and_report_the_command_line_uses(tmp_path):
+    pred_path, ref_path, pred, ref = _pair(tmp_path)
+    names, colours = class_table("building, land,road")
+    assert names == NAMES and colours is None
+    names, colours = class_table("dubai", colour_reference=True)
+    assert names == [c.name for c in DUBAI_CLASSES] and colours == [c.rgb for c in DUBAI_CLASSES]
+    assert class_table("a,b", reference_colours="#ff0000,#00ff00")[1] == [(255, 0, 0), (0, 255, 0)]
+    with pytest.raises(InputError, match="give --classes"):
+        class_table("")
+    steps: list[tuple[int, int]] = []
+    result = evaluate(pred_path, ref_path, NAMES, block=4, on_progress=lambda d, t: steps.append((d, t)))
+    total = -(-pred.shape[0] // 4) * -(-pred.shape[1] // 4)
+    assert steps == [(i, total) for i in range(1, total + 1)]
+    write_report(result, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["confusion_matrix"] == _hand_cm(ref, pred, 3).tolist()
+    assert not (tmp_path / "cm.png").exists()

@@ -2,7 +2,8 @@
 
 Reads every module of ``core/aerialseg`` with ``ast``, imports inside functions included, and checks that
 each import of another aerialseg module goes down the stack or stays within a layer, that there is no
-cycle, that no module uses another's private names, and that only the command line imports it. The
+cycle, that no module uses another's private names, that only the command line imports it, and that only
+the command line parses arguments (``argparse``) or prints. The
 command line is a package: ``cli`` (its ``__init__``) and ``cli.<command>``, all in the top layer, each a
 module of its own for the cycle and private-name checks.
 """
@@ -156,6 +157,22 @@ def test_the_command_line_is_one_module_per_command():
                                                           and m not in ("cli.report", "cli.options", "cli.__main__"))
 
 
+def _command_line_work(tree: ast.Module, name: str) -> list[str]:
+    """Where ``tree`` imports ``argparse`` or calls ``print``: the command line's job (found with ``ast``)."""
+    found = [f"{name}:{node.lineno} imports argparse" for node in ast.walk(tree)
+             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "argparse" for a in node.names)
+             or isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "argparse"]
+    found += [f"{name}:{node.lineno} calls print" for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+    return found
+
+
+def test_only_the_command_line_parses_arguments_and_prints():
+    """The library returns values and reports through callbacks; ``cli`` turns them into text, bars, JSON."""
+    assert [where for name, tree in _modules().items() if _layer(name) != COMMAND_LINE
+            for where in _command_line_work(tree, name)] == []
+
+
 def _private_uses(tree: ast.Module, name: str, known: set[str]) -> list[str]:
     """Private names of other aerialseg modules that ``tree`` imports or reads as module attributes."""
     uses = [f"{name}:{line} imports {m}.{n}" for m, names, line in _imports(tree, known)
@@ -190,6 +207,8 @@ def test_the_checks_catch_what_they_look_for():
     assert _private_uses(tree, "cli.map", known) == ["cli.map:1 imports cli.report._Handler",
                                                      "cli.map:3 uses m._staging"]
     assert [m for m, _, _ in _imports(tree, known)] == ["cli.report", "cli.map"]
+    tree = ast.parse("import argparse\nfrom argparse import Namespace\ndef f(x):\n    print(x)\n    x.print(1)\n")
+    assert _command_line_work(tree, "x") == ["x:1 imports argparse", "x:2 imports argparse", "x:4 calls print"]
     graph = {"cli": {"cli.map"}, "cli.map": {"cli.report", "predict"}, "predict": set(), "cli.report": set()}
     assert _cycle(graph) is None and _cycle({**graph, "cli.report": {"cli"}}) == ["cli", "cli.map", "cli.report", "cli"]
 

@@ -16,11 +16,12 @@ import torch
 import aerialseg
 from aerialseg import datasets as ds
 from aerialseg.card import ModelCard
+from aerialseg.cli.train import add_arguments, config_from_args
 from aerialseg.errors import InputError
 from aerialseg.losses import build_loss
 from aerialseg.nets import build_model
 from aerialseg.runtime import TorchModel
-from aerialseg.train import TrainConfig, add_arguments, config_from_args, train
+from aerialseg.train import TrainConfig, train
 from aerialseg.training_io import validation_blocks
 from trainkit import make_dubai, make_folder, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
@@ -157,8 +158,10 @@ def test_resume_after_interruption_gives_the_same_run(dubai, tmp_path):
     interrupted = TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common)  # stops after 1 epoch
     train(interrupted)
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
-    train(TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common))
-    train(TrainConfig(out_dir=str(tmp_path / "cut"), **common))
+    steps: list[tuple[int, int]] = []
+    train(TrainConfig(out_dir=str(tmp_path / "cut"), max_minutes=0.0, **common), lambda d, t: steps.append((d, t)))
+    train(TrainConfig(out_dir=str(tmp_path / "cut"), **common), lambda d, t: steps.append((d, t)))
+    assert steps == [(2, 3), (3, 3)]  # epochs done of all the run's epochs, counted on from where it resumed
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert [h["epoch"] for h in cut["history"]] == [1, 2, 3]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from aerialseg.cli.train import add_arguments, config_from_args
 from aerialseg.errors import InputError
-from aerialseg.trainconfig import FIELDS, GROUPS, TrainConfig, add_arguments, config_from_args, flag, read_recipe
+from aerialseg.trainconfig import FIELDS, GROUPS, TrainConfig, flag, load_config, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,18 @@ def test_a_recipe_sets_options_and_the_command_line_overrides_it(tmp_path):
     assert config.tile_scales == (("7", 0.55),) and config.decoder_channels == (32, 16)
     assert not config.progress and config.gsd_m == 0.5
     assert _parse("--config", recipe, "--out", "elsewhere").out_dir == "elsewhere"
+
+
+def test_python_loads_a_recipe_with_overrides_as_the_command_line_does(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('out = "runs/a"\ndataset = "folder"\nclass_names = ["x", "y"]\nepochs = 7\n')
+    config = load_config(recipe, {"epochs": 2, "out_dir": "runs/b"})
+    assert config == _parse("--config", recipe, "--epochs", "2", "--out", "runs/b")
+    assert load_config(overrides={"out_dir": "r"}) == TrainConfig(out_dir="r") and load_config() == TrainConfig()
+    with pytest.raises(InputError, match="unknown training setting.* epoch"):
+        load_config(recipe, {"epoch": 2})
+    with pytest.raises(InputError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -4,13 +4,12 @@ The reference holds class ids, or colours (an RGB or palette raster) looked up i
 Prediction pixels equal to the nodata class (255) and reference pixels outside the classes (or equal
 to 255) are ignored. Only one block of each raster is in memory at a time.
 
-Command line: ``aerialseg evaluate PREDICTION REFERENCE --classes dubai --json out.json``.
+Command line (:mod:`aerialseg.cli.evaluate`): ``aerialseg evaluate PREDICTION REFERENCE --classes dubai --json
+out.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,8 +22,8 @@ from rasterio.windows import Window
 
 from aerialseg import presets
 from aerialseg.card import NODATA_CLASS
-from aerialseg.errors import InputError, MissingExtra, OutputError, RasterError
-from aerialseg.metrics import confusion_matrix, format_scores, scores
+from aerialseg.errors import InputError, OutputError, RasterError
+from aerialseg.metrics import confusion_matrix, scores
 from aerialseg.presets import RGB
 
 PRESETS = {
@@ -88,7 +87,7 @@ def evaluate(
     class_names: Sequence[str],
     reference_colours: Sequence[RGB] | None = None,
     block: int = 1024,
-    on_progress: Callable[[float], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Per-class IoU/F1, mIoU, pixel accuracy and confusion matrix of ``prediction`` vs ``reference``.
 
@@ -98,7 +97,7 @@ def evaluate(
         class_names: Names of classes 0..K-1.
         reference_colours: RGB colour of each class in a colour-coded reference.
         block: Side of the square blocks read at a time.
-        on_progress: Called with the percentage done.
+        on_progress: Called with (blocks done, blocks in total).
 
     Raises:
         InputError: the rasters are not on the same grid, or the class table does not fit.
@@ -123,7 +122,7 @@ def evaluate(
                 raise RasterError(f"cannot read block {window} of the inputs: {e}") from None
             cm += confusion_matrix(r, np.where(p == NODATA_CLASS, -1, p), k)
             if on_progress is not None:
-                on_progress(100.0 * (i + 1) / len(windows))
+                on_progress(i + 1, len(windows))
     if cm.sum() == 0:
         raise InputError(f"no pixel to score: {reference} holds no class id 0..{k - 1} where {prediction} has a "
                          "class; give a reference of class ids (or --colour-reference for colours) and the "
@@ -166,23 +165,29 @@ def plot_confusion(result: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def _class_table(args: argparse.Namespace) -> tuple[list[str], list[RGB] | None]:
-    """Class names and (for colour-coded references) colours from the options."""
-    if args.classes in PRESETS:
-        classes = PRESETS[args.classes]
-    elif args.classes and Path(args.classes).suffix == ".onnx":
+def class_table(
+    classes: str, colour_reference: bool = False, reference_colours: str = ""
+) -> tuple[list[str], list[RGB] | None]:
+    """Class names and (for colour-coded references) colours.
+
+    Args:
+        classes: A preset (dubai, landcoverai, potsdam), a model ``.onnx`` or comma-separated names.
+        colour_reference: The reference holds the preset's or model's class colours.
+        reference_colours: ``#RRGGBB,...``, one per class, for a reference of other colours.
+    """
+    if classes in PRESETS:
+        table = PRESETS[classes]
+    elif classes and Path(classes).suffix == ".onnx":
         from aerialseg.card import read_card
 
-        classes = read_card(args.classes).classes
-    elif args.classes:
-        names = [n.strip() for n in args.classes.split(",") if n.strip()]
-        return names, _parse_colours(args.reference_colours, len(names))
+        table = read_card(classes).classes
+    elif classes:
+        names = [n.strip() for n in classes.split(",") if n.strip()]
+        return names, _parse_colours(reference_colours, len(names))
     else:
         raise InputError("give --classes: dubai, landcoverai, potsdam, a model .onnx or comma-separated names")
-    colours = (
-        [c.rgb for c in classes] if args.colour_reference else _parse_colours(args.reference_colours, len(classes))
-    )
-    return [c.name for c in classes], colours
+    colours = [c.rgb for c in table] if colour_reference else _parse_colours(reference_colours, len(table))
+    return [c.name for c in table], colours
 
 
 def _parse_colours(text: str, k: int) -> list[RGB] | None:
@@ -195,36 +200,8 @@ def _parse_colours(text: str, k: int) -> list[RGB] | None:
         raise InputError(f"cannot read colours {text!r}; expected #RRGGBB,#RRGGBB,... ({k} of them)") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``aerialseg evaluate``."""
-    parser.add_argument("prediction", help="classified raster (class ids, 255 = no data)")
-    parser.add_argument("reference", help="reference raster: class ids, or colours with --colour-reference")
-    parser.add_argument("--classes", default="", help="dubai | landcoverai | potsdam | model.onnx | name,name,...")
-    parser.add_argument("--colour-reference", action="store_true", help="reference is colour-coded (class colours)")
-    parser.add_argument("--reference-colours", default="", help="#RRGGBB per class, if not the preset's")
-    parser.add_argument("--json", default="", help="write the scores and confusion matrix here")
-    parser.add_argument("--png", default="", help="write a confusion-matrix picture here")
-    parser.add_argument("--block", type=int, default=1024, help="block side in pixels")
-
-
-def run(args: argparse.Namespace, rep: Any = None) -> int:
-    """Evaluate from parsed options; returns 0 (AerialSegError propagates to the caller).
-
-    ``rep``: the command line's Reporter, which gets the scores as the result (text, or the ``result`` line).
-    """
-    if args.png and importlib.util.find_spec("matplotlib") is None:
-        raise MissingExtra("--png (the confusion-matrix picture)", "train", "matplotlib")
-    names, colours = _class_table(args)
-    result = evaluate(args.prediction, args.reference, names, colours, args.block)
-    _write_outputs(result, args.json, args.png)
-    if rep is None:
-        print(format_scores(result))
-    else:
-        rep.result(format_scores(result), **result)
-    return 0
-
-
-def _write_outputs(result: dict[str, Any], json_path: str, png_path: str) -> None:
+def write_report(result: dict[str, Any], json_path: str | Path = "", png_path: str | Path = "") -> None:
+    """Write the scores of :func:`evaluate` as JSON and/or the confusion-matrix picture (PNG) where a path is given."""
     try:
         if json_path:
             Path(json_path).write_text(json.dumps(result, indent=1))

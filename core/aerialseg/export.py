@@ -8,7 +8,6 @@ sample and must agree, or the export fails and no file is left behind.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -153,43 +152,3 @@ def _check_parity(model: nn.Module, path: Path, channels: int, size: int, atol: 
                 f"ONNX Runtime and PyTorch disagree on a {shape} input (max difference {diff:.2e} > "
                 f"{atol:.0e}); the export is wrong, not written"
             )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``aerialseg export``."""
-    parser.add_argument("checkpoint", help="best.pt or last.pt of a training run")
-    parser.add_argument("output", help="the .onnx file to write")
-    parser.add_argument("--name", default=None, help="model name in the card")
-    parser.add_argument("--licence", default=None)
-    parser.add_argument("--training-data", default=None)
-    parser.add_argument("--description", default=None)
-    parser.add_argument(
-        "--fp16-weights", action="store_true", help="store the weights as float16: half the file, same speed"
-    )
-
-
-def run(args: argparse.Namespace, rep: Any = None) -> int:
-    """Export from parsed options; returns 0 (AerialSegError propagates to the caller).
-
-    ``rep``: the command line's Reporter, which gets the output and its card as the result.
-    """
-    updates = {
-        k: v
-        for k, v in (
-            ("licence", args.licence),
-            ("training_data", args.training_data),
-            ("description", args.description),
-        )
-        if v is not None
-    }
-    card = export_onnx(
-        args.checkpoint, args.output, name=args.name, card_updates=updates, fp16_weights=args.fp16_weights
-    )
-    size = Path(args.output).stat().st_size
-    text = (f"wrote {args.output} ({size / 1e6:.1f} MB): {card.name}, classes {', '.join(card.class_names)}, "
-            f"metrics {dict(card.metrics).get('validation', {})}")
-    if rep is None:
-        print(text)
-    else:
-        rep.result(text, output=args.output, size_bytes=size, card=card.to_dict())
-    return 0

@@ -6,13 +6,13 @@ command resumes from it), ``best.pt`` (best validation mIoU), ``history.csv``/``
 (see :func:`build_model`), ``card`` (a :class:`ModelCard` dict), ``state_dict`` (the network returns
 logits) and the optimiser, scheduler, epoch and early-stopping state.
 
-Command line: ``aerialseg train --help`` (options generated from :class:`TrainConfig`'s fields, TOML recipes:
-:mod:`aerialseg.trainconfig`).
+``load_config("recipe.toml", {"out_dir": "runs/x", "epochs": 10})`` reads a TOML recipe as the command line
+does. Command line: ``aerialseg train --help`` (:mod:`aerialseg.cli.train`, options generated from
+:class:`TrainConfig`'s fields).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -29,14 +29,13 @@ from aerialseg import datasets as ds
 from aerialseg.card import FALLBACK_COLOURS, ClassInfo, ModelCard
 from aerialseg.errors import InputError
 from aerialseg.losses import LOSS_NAMES, build_loss, class_weights
-from aerialseg.metrics import format_scores
 from aerialseg.nets import DECODER_CHANNEL_ARCHITECTURES, build_model, check_architecture, load_checkpoint
 from aerialseg.optimizers import build_optimizer, build_scheduler
 from aerialseg.presets import read_class_colours
 from aerialseg.splits import stratified_split
-from aerialseg.trainconfig import TrainConfig, add_arguments, config_from_args
+from aerialseg.trainconfig import TrainConfig, load_config
 
-__all__ = ["TrainConfig", "add_arguments", "check_config", "config_from_args", "make_card", "run", "train"]
+__all__ = ["TrainConfig", "check_config", "load_config", "make_card", "train"]
 
 log = logging.getLogger(__name__)
 # Fields that may change between a run and its resumption (they do not change what is computed).
@@ -197,10 +196,14 @@ def _check_init_classes(init: dict[str, Any], classes: tuple[ClassInfo, ...]) ->
 
 def train(
     config: TrainConfig,
-    on_progress: Callable[[float, str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) the run described by ``config``; returns the best validation scores and paths."""
+    """Train (or resume) the run described by ``config``; returns the best validation scores and paths.
+
+    ``on_progress(epochs done, epochs in total)`` is called after each epoch (its scores go to the log);
+    ``should_cancel()`` is polled every batch (:class:`Cancelled`; the last finished epoch stays in last.pt).
+    """
     check_config(config)
     check_architecture(config.arch, config.encoder)  # a typo fails now, not after reading the data
     out = Path(config.out_dir)
@@ -253,7 +256,7 @@ def _check_labels(counts: np.ndarray, config: TrainConfig, k: int) -> None:
 def _train(
     config: TrainConfig,
     out: Path,
-    on_progress: Callable[[float, str], None] | None,
+    on_progress: Callable[[int, int], None] | None,
     should_cancel: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     from aerialseg.training_io import run_epochs
@@ -336,33 +339,3 @@ def _train(
         "card": lambda metrics, output="logits": make_card(config, classes, mean, std, metrics, output),
     }
     return run_epochs(ctx, on_progress, should_cancel)
-
-
-def run(args: argparse.Namespace, rep: Any = None) -> int:
-    """Run training from parsed options; returns 0 (AerialSegError propagates to the caller).
-
-    ``rep``: the command line's Reporter; with ``--progress json`` each finished epoch is a progress
-    line and the result (best scores and epoch, the checkpoints that exist) the last line.
-    """
-    config = config_from_args(args)
-    as_json = rep is not None and rep.mode == "json"
-    epochs = rep.progress("train", "epoch") if as_json else None
-    on_progress = (lambda pct, _: epochs(round(pct * config.epochs / 100), config.epochs)) if epochs else None
-    result = train(config, on_progress)
-    outputs = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "best_epoch")}
-    if rep is not None:
-        rep.result(_summary(result), run=config.out_dir, scores=result["best"], **outputs)
-    else:
-        print(_summary(result))
-    return 0
-
-
-def _summary(result: dict[str, Any]) -> str:
-    """The end of a run, as text: the best scores and where the checkpoints are."""
-    lines = [format_scores(result["best"]) if result.get("best") else "no validation result"]
-    if result["best_checkpoint"] is None:
-        lines.append(f"no best checkpoint: no epoch scored on labelled validation pixels; the last epoch is in "
-                     f"{result['last_checkpoint']}")
-    else:
-        lines.append(f"best checkpoint: {result['best_checkpoint']} (epoch {result['best_epoch']})")
-    return "\n".join(lines)

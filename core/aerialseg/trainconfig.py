@@ -1,14 +1,13 @@
-"""The settings of a training run (:class:`TrainConfig`), its command-line options and TOML recipes.
+"""The settings of a training run (:class:`TrainConfig`) and TOML recipes.
 
 Each field carries its option's help text, group and (where it differs from the field name) flag in
-``dataclasses.field(metadata=...)``; :func:`add_arguments` generates ``aerialseg train``'s options from
-them and :func:`config_from_args` reads them back, merged over a ``--config`` TOML recipe: defaults, then
-the recipe, then the options given on the command line.
+``dataclasses.field(metadata=...)``; the command line (:mod:`aerialseg.cli.train`) generates ``aerialseg
+train``'s options from them. :func:`load_config` merges the defaults, a TOML recipe, then overrides (the
+options given on the command line).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -149,8 +148,8 @@ def _pair(text: str) -> tuple[str, float]:
     return key.strip(), float(value)
 
 
-# How a field's text (a command-line value) is read, by its annotation.
-_PARSERS: dict[str, Callable[[str], Any]] = {
+# How a field's text (a command-line or recipe value) is read, by its annotation.
+PARSERS: dict[str, Callable[[str], Any]] = {
     "str": str,
     "int": int,
     "float": float,
@@ -161,56 +160,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "tuple[float, float]": lambda s: tuple(float(x) for x in _split(s)),
     "tuple[tuple[str, float], ...]": lambda s: tuple(_pair(x) for x in _split(s)),
 }
-
-
-def _text(value: Any) -> str:
-    """A default as it would be typed on the command line."""
-    if isinstance(value, tuple):
-        return ",".join(f"{v[0]}={v[1]}" if isinstance(v, tuple) else str(v) for v in value)
-    return str(value)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the training options, generated from :class:`TrainConfig`'s fields, grouped and documented.
-
-    Options left out are absent from the parsed namespace (``argparse.SUPPRESS``), so that
-    :func:`config_from_args` can tell them from a recipe's values.
-    """
-    parser.epilog = (
-        "Data sets: dubai (--data ROOT with tile_N/images + masks), landcoverai (--data ROOT with images/, masks/, "
-        "train.txt ...; --train-split train --val-split val), potsdam (--data ROOT, tile ids), folder (--images DIR "
-        "--masks DIR of same-named rasters of class ids, or colours with --class-colours CSV), vector (--images "
-        "RASTER|DIR --labels POLYGONS --label-field FIELD). Recipes: --config recipes/dubai.toml (see recipes/). "
-        "Re-running the same command resumes from the run folder's last.pt."
-    )
-    parser.add_argument("--config", metavar="TOML", default=argparse.SUPPRESS,
-                        help="a recipe: training options as key = value (names as the options', dashes or "
-                             "underscores); options given here override it")
-    groups = {g: parser.add_argument_group(g) for g in GROUPS}
-    for f in FIELDS.values():
-        text = f.metadata["help"]
-        if f.default is not True and f.default not in (None, "", ()):
-            text += f" (default: {_text(f.default)})"
-        text = text.replace("%", "%%")  # argparse formats help text with %
-        group = groups[f.metadata["group"]]
-        if f.type == "bool":
-            group.add_argument(flag(f), dest="no_" + f.name, action="store_true", default=argparse.SUPPRESS, help=text)
-            continue
-        kind = _PARSERS[str(f.type)]
-        group.add_argument(flag(f), dest=f.name, type=_option_type(flag(f), kind), default=argparse.SUPPRESS,
-                           choices=f.metadata["choices"] or None, help=text,
-                           metavar=None if f.metadata["choices"] else flag(f)[2:].upper().replace("-", "_"))
-
-
-def _option_type(option: str, kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {e}") from None
-
-    parse.__name__ = option  # argparse names the option's type in its messages
-    return parse
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -239,11 +188,11 @@ def _typed(f: dataclasses.Field, value: Any, where: str) -> Any:
     kind, choices = str(f.type), f.metadata["choices"]
     try:
         if isinstance(value, str) and kind != "bool":
-            value = _PARSERS[kind](value)
+            value = PARSERS[kind](value)
         elif kind == "tuple[tuple[str, float], ...]" and isinstance(value, dict):
             value = tuple((str(k), float(v)) for k, v in value.items())
         elif isinstance(value, list) and kind.startswith("tuple["):
-            value = _PARSERS[kind](",".join(map(str, value)))
+            value = PARSERS[kind](",".join(map(str, value)))
         elif kind in ("float", "float | None") and type(value) in (int, float):
             value = float(value)
         elif not (kind == "bool" and isinstance(value, bool) or kind == "int" and type(value) is int):
@@ -255,12 +204,11 @@ def _typed(f: dataclasses.Field, value: Any, where: str) -> Any:
     return value
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed options: the defaults, overridden by ``--config``'s recipe, then by the options."""
-    values = read_recipe(args.config) if getattr(args, "config", None) else {}
-    values |= {n: getattr(args, n) for n in FIELDS if n in vars(args) and n != "progress"}
-    if getattr(args, "no_progress", False) or getattr(args, "progress", "auto") not in ("auto", "bar"):
-        values["progress"] = False  # --no-progress, or the command line's --progress json|none
-    if not values.get("out_dir"):
-        raise InputError("--out is required: the run folder (on the command line, or out = \"...\" in --config)")
-    return TrainConfig(**values)
+def load_config(recipe: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The TrainConfig of a run: the defaults, overridden by a TOML ``recipe`` (see :func:`read_recipe`), then by
+    ``overrides`` (field names and typed values), as ``aerialseg train --config RECIPE --option ...`` does."""
+    values = read_recipe(recipe) if recipe else {}
+    unknown = sorted(set(overrides or {}) - set(FIELDS))
+    if unknown:
+        raise InputError(f"unknown training setting(s) {', '.join(unknown)}; see TrainConfig's fields")
+    return TrainConfig(**(values | dict(overrides or {})))

@@ -101,7 +101,7 @@ def _plot(path: Path, history: Sequence[dict[str, Any]], class_names: Sequence[s
     plt.close(fig)
 
 
-def _train_epoch(ctx: dict[str, Any], epoch: int, bar: Any, should_cancel: Callable[[], bool] | None) -> float:
+def _train_epoch(ctx: dict[str, Any], epoch: int, should_cancel: Callable[[], bool] | None) -> float:
     model, opt, sched, loss_fn, device = ctx["model"], ctx["optimizer"], ctx["scheduler"], ctx["loss_fn"], ctx["device"]
     data = ctx["data"]
     data.epoch = epoch
@@ -126,9 +126,6 @@ def _train_epoch(ctx: dict[str, Any], epoch: int, bar: Any, should_cancel: Calla
         if per_batch:
             sched.step()
         losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-20:]):.3f}")
     return float(np.mean(losses)) if losses else math.nan
 
 
@@ -162,12 +159,46 @@ def _card_metrics(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _epoch(ctx: dict[str, Any], epoch: int, history: list[dict[str, Any]], best: dict[str, Any],
+           should_cancel: Callable[[], bool] | None) -> dict[str, Any]:
+    """Train one epoch, validate, checkpoint, write the history and log the scores; returns the new best."""
+    config, out, names = ctx["config"], Path(ctx["config"].out_dir), [c.name for c in ctx["classes"]]
+    te = time.time()
+    loss = _train_epoch(ctx, epoch, should_cancel)
+    s = scores(validate(ctx["model"], ctx["val_samples"], ctx["card"]({}), ctx["device"]), names)
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "lr": ctx["optimizer"].param_groups[0]["lr"],
+        "seconds": round(time.time() - te, 1),
+        "pixel_accuracy": s["pixel_accuracy"],
+        "miou": s["miou"],
+        "mean_f1": s["mean_f1"],
+        **{f"iou_{n}": c["iou"] for n, c in s["per_class"].items()},
+        "confusion_matrix": s["confusion_matrix"],
+    }
+    history.append(row)
+    step_after_epoch(config.scheduler, ctx["scheduler"], s["miou"])  # after "lr" is recorded
+    improved = s["miou"] is not None and s["miou"] > best["miou"]  # None: nothing labelled
+    best = {"miou": s["miou"], "epoch": epoch + 1, "scores": s, "stale": 0} if improved else {
+        **best, "stale": best["stale"] + 1}
+    ckpt = _checkpoint(ctx, epoch, history, best)
+    save_checkpoint(out / "last.pt", ckpt)
+    if improved:
+        save_checkpoint(out / "best.pt", ckpt)
+    write_history(out, history, names)
+    log.info("epoch %d/%d loss %.4f acc %.4f mIoU %.4f%s (%.0f s)", epoch + 1, config.epochs, loss,
+             s["pixel_accuracy"] or 0, s["miou"] or 0, " *best*" if improved else "", row["seconds"])
+    return best
+
+
 def run_epochs(
-    ctx: dict[str, Any], on_progress: Callable[[float, str], None] | None, should_cancel: Callable[[], bool] | None
+    ctx: dict[str, Any], on_progress: Callable[[int, int], None] | None, should_cancel: Callable[[], bool] | None
 ) -> dict[str, Any]:
-    """Train from the checkpointed epoch (or 0) until the last epoch, early stop or time budget."""
+    """Train from the checkpointed epoch (or 0) until the last epoch, early stop or time budget; after each epoch
+    ``on_progress(epochs done, epochs in total)``."""
     config, model, state = ctx["config"], ctx["model"], ctx["state"]
-    out, names = Path(config.out_dir), [c.name for c in ctx["classes"]]
+    out = Path(config.out_dir)
     ctx["scaler"] = torch.amp.GradScaler("cuda", enabled=ctx["device"] == "cuda")
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"miou": -1.0, "epoch": None, "scores": None, "stale": 0}
@@ -179,62 +210,16 @@ def run_epochs(
         history, best, start = state["history"], state["best"], state["epoch"] + 1
         log.info("resuming %s at epoch %d (best mIoU %.4f at epoch %s)", out, start + 1, best["miou"], best["epoch"])
     t0 = time.time()
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=(config.epochs - start) * ctx["steps"], unit="batch", desc="train", dynamic_ncols=True)
-    try:
-        for epoch in range(start, config.epochs):
-            if best["stale"] >= config.patience:
-                log.info("early stop: no better validation mIoU for %d epochs", best["stale"])
-                break
-            te = time.time()
-            loss = _train_epoch(ctx, epoch, bar, should_cancel)
-            cm = validate(model, ctx["val_samples"], ctx["card"]({}), ctx["device"])
-            s = scores(cm, names)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": loss,
-                "lr": ctx["optimizer"].param_groups[0]["lr"],
-                "seconds": round(time.time() - te, 1),
-                "pixel_accuracy": s["pixel_accuracy"],
-                "miou": s["miou"],
-                "mean_f1": s["mean_f1"],
-                **{f"iou_{n}": c["iou"] for n, c in s["per_class"].items()},
-                "confusion_matrix": s["confusion_matrix"],
-            }
-            history.append(row)
-            step_after_epoch(config.scheduler, ctx["scheduler"], s["miou"])  # after "lr" is recorded
-            improved = s["miou"] is not None and s["miou"] > best["miou"]  # None: nothing labelled
-            best = (
-                {"miou": s["miou"], "epoch": epoch + 1, "scores": s, "stale": 0}
-                if improved
-                else {**best, "stale": best["stale"] + 1}
-            )
-            ckpt = _checkpoint(ctx, epoch, history, best)
-            save_checkpoint(out / "last.pt", ckpt)
-            if improved:
-                save_checkpoint(out / "best.pt", ckpt)
-            write_history(out, history, names)
-            log.info(
-                "epoch %d/%d loss %.4f acc %.4f mIoU %.4f%s (%.0f s)",
-                epoch + 1,
-                config.epochs,
-                loss,
-                s["pixel_accuracy"] or 0,
-                s["miou"] or 0,
-                " *best*" if improved else "",
-                row["seconds"],
-            )
-            if on_progress is not None:
-                on_progress(100.0 * (epoch + 1) / config.epochs, f"epoch {epoch + 1}: mIoU {s['miou'] or 0:.4f}")
-            if config.max_minutes is not None and time.time() - t0 > 60 * config.max_minutes:
-                log.info("time budget of %s min used; re-run the same command to resume", config.max_minutes)
-                break
-    finally:
-        if bar is not None:
-            bar.close()
+    for epoch in range(start, config.epochs):
+        if best["stale"] >= config.patience:
+            log.info("early stop: no better validation mIoU for %d epochs", best["stale"])
+            break
+        best = _epoch(ctx, epoch, history, best, should_cancel)
+        if on_progress is not None:
+            on_progress(epoch + 1, config.epochs)
+        if config.max_minutes is not None and time.time() - t0 > 60 * config.max_minutes:
+            log.info("time budget of %s min used; re-run the same command to resume", config.max_minutes)
+            break
     if best["scores"]:
         log.info("best epoch %s:\n%s", best["epoch"], format_scores(best["scores"]))
     return {

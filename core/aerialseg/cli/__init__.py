@@ -22,8 +22,8 @@ from aerialseg.cli.options import OneLineParser
 from aerialseg.cli.report import CANCELLED, Reporter, ignore_signals, silence_native_stderr, stdout_gone
 from aerialseg.errors import AerialSegError, Cancelled, MissingExtra
 
-COMMANDS = (classify, vectorize, map_command, models, info, check)
-MOUNTED = (train, evaluate, export)  # their options import torch: only when chosen
+COMMANDS = (classify, vectorize, map_command, models, info, check, train, evaluate, export)
+MOUNTED = (train, export)  # they import torch when chosen (a missing extra: one line at once)
 _interrupted = False  # set by the first SIGINT/SIGTERM
 
 
@@ -104,9 +104,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aerialseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(sub)
-    for mounted in MOUNTED:
-        mounted.add_parser(sub, selected=bool(argv) and argv[0] == mounted.MODULE.rsplit(".", 1)[1])
+        if command in MOUNTED:
+            command.add_parser(sub, selected=bool(argv) and argv[0] == command.MODULE.rsplit(".", 1)[1])
+        else:
+            command.add_parser(sub)
     return parser
 
 
