@@ -73,6 +73,8 @@ def test_map_takes_buildings_from_the_building_model_and_the_rest_from_land_cove
     r = _cli("map", fine_crop, tmp_path / "both", "-v", "--progress", "none", "--precision", "fp32")
     assert r.returncode == 0, r.stderr
     assert "map: building from aerial-buildings-unet-r18" in r.stderr and "--single-model" in r.stderr
+    downsampled = [line for line in r.stderr.splitlines() if "downsampled" in line]
+    assert downsampled and not any(line.lower().startswith("warning") for line in downsampled)  # on purpose here
     both = _band(tmp_path / "both" / "banepa_crop_landcover.tif")
     alone = _cli("classify", fine_crop, tmp_path / "b.tif", "--model", BUILDINGS, "--precision", "fp32")
     assert alone.returncode == 0, alone.stderr

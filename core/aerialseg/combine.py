@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +101,31 @@ def classify_combined(input: str | Path, output: str | Path, combination: Combin
                           combination.take)
     with tempfile.TemporaryDirectory(prefix=scratch_prefix(out.stem), dir=out.parent) as tmp:
         coarse, fine = Path(tmp) / "base.tif", Path(tmp) / "fine.tif"
-        classify_with(options, input, coarse, base, on_progress=_share(report, 0), should_cancel=should_cancel)
+        with _coarse_on_purpose():
+            classify_with(options, input, coarse, base, on_progress=_share(report, 0), should_cancel=should_cancel)
         classify_with(options, input, fine, combination.fine, on_progress=_share(report, 1),
                       should_cancel=should_cancel)
         overlay(coarse, fine, out, base.card, combination.take, model_card(combination.fine))
     report(_STEPS, _STEPS)
     return out
+
+
+@contextlib.contextmanager
+def _coarse_on_purpose() -> Iterator[None]:
+    """The land-cover model runs at its coarser resolution on purpose here: its warning that the input is
+    downsampled (fine detail lost, use a finer model) would mislead, so it is logged as information."""
+
+    def demote(record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "downsampled" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return log.isEnabledFor(logging.INFO)  # dropped where only warnings are shown
+        return True
+
+    log.addFilter(demote)
+    try:
+        yield
+    finally:
+        log.removeFilter(demote)
 
 
 def _share(report: ProgressCallback, half: int) -> ProgressCallback:
