@@ -319,6 +319,11 @@ BAD = {
     "map --raster without --vector": (["map", "{rgb}", "--raster", "{out}/a.tif", "-m", "{colour}"],
                                       "both --raster PATH and --vector PATH"),
     "existing map outputs": (["map", "{rgb}", "{out}", "-m", "{colour}"], "already exists; pass --overwrite"),
+    # Both wrong: the missing input is what the user hears first.
+    "missing input and existing output": (["classify", "{dir}/nope.tif", "{out}/old.tif", "-m", "{colour}"],
+                                          "input raster not found"),
+    "map missing input and existing outputs": (["map", "{dir}/nope.tif", "{out}", "-m", "{colour}"],
+                                               "input raster not found"),
 }
 # Commands without --progress, and classify in its default progress mode (logs on stderr before the error).
 PLAIN_BAD = {
@@ -330,7 +335,9 @@ PLAIN_BAD = {
 }
 # What each case's output folder holds before the run, and so must hold after it.
 PRESET = {"existing output": {"old.tif": b"yesterday's result"},
-          "existing map outputs": {"rgb_features.gpkg": b"yesterday's polygons"}}
+          "existing map outputs": {"rgb_features.gpkg": b"yesterday's polygons"},
+          "missing input and existing output": {"old.tif": b"yesterday's result"},
+          "map missing input and existing outputs": {"nope_landcover.tif": b"yesterday's result"}}
 # Cases that once crashed or left traces (see the tests below); run in the same pool.
 EDGE_CASES = {
     "empty model file": ["classify", "{rgb}", "{out}/lc.tif", "-m", "{empty_onnx}"],

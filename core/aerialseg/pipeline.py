@@ -178,10 +178,12 @@ def _check_outputs(source: str | Path, model: str | Path | None, outputs: MapOut
                    vectorize_options: dict[str, Any], overwrite: bool, regularize_by: str | Path | None) -> None:
     """Refuse existing outputs (without ``overwrite``), the input as an output, and unknown classes (of
     ``model``), up front; choose ``regularize`` by ``regularize_by``'s resolution when it is None."""
-    from aerialseg.raster import check_output, check_style_files
+    from aerialseg.raster import check_input, check_output, check_style_files
     from aerialseg.runtime import model_card
 
     rasters = [*outputs.rasters, outputs.raster]
+    if not outputs.rasters:  # one input raster: a missing one is named before an existing output
+        check_input(source)
     if Path(os.path.abspath(outputs.raster)) == Path(os.path.abspath(outputs.vector)):
         raise OutputError(f"the class raster and the polygons would both be {outputs.vector}; give two names")
     for target in (*rasters, outputs.vector):

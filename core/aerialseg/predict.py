@@ -38,6 +38,7 @@ from aerialseg.raster import (
     TileReader,
     WorkingGridRaster,
     check_bands,
+    check_input,
     check_output,
     check_raster_suffix,
     check_style_files,
@@ -131,6 +132,7 @@ def classify_with(
 ) -> Path:
     """:func:`classify` with its options made (and checked) already; a loaded ``model`` keeps its own device,
     threads and precision."""
+    check_input(input)  # a missing input is named before an existing output
     out = check_output(output, [input], overwrite)
     conf = check_output(confidence, [input, output], overwrite) if confidence else None
     outputs = [out, *([conf] if conf else [])]

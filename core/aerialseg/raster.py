@@ -45,19 +45,25 @@ _GDAL_NAME = re.compile(r"^[A-Za-z0-9_]{2,}:")  # a driver-prefixed dataset name
 RASTER_OUTPUT_SUFFIXES = (".tif", ".tiff")  # class and confidence rasters are (cloud-optimised) GeoTIFFs
 
 
+def check_input(path: str | Path) -> str | Path:
+    """A local input path that exists and is not a folder (a GDAL name such as /vsizip/... as it is), else one
+    clear RasterError: checked before the outputs, so that a missing input is what the user hears first."""
+    if _GDAL_NAME.match(str(path)) or str(path).startswith("/vsi"):  # GDAL decides; keep "/vsizip//abs/..."
+        return str(path)
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise RasterError(f"input {path} is a symbolic link that leads nowhere (broken, or a link loop); "
+                          "point it at a raster")
+    if not path.exists():
+        raise RasterError(f"input raster not found: {path}")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder; expected a raster file")
+    return path
+
+
 def open_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open a raster for reading, turning GDAL's failures into one clear RasterError."""
-    if _GDAL_NAME.match(str(path)) or str(path).startswith("/vsi"):  # GDAL decides; keep "/vsizip//abs/..."
-        path = str(path)  # type: ignore[assignment]
-    else:
-        path = Path(path)
-        if path.is_symlink() and not path.exists():
-            raise RasterError(f"input {path} is a symbolic link that leads nowhere (broken, or a link loop); "
-                              "point it at a raster")
-        if not path.exists():
-            raise RasterError(f"input raster not found: {path}")
-    if isinstance(path, Path) and path.is_dir():
-        raise RasterError(f"{path} is a folder; expected a raster file")
+    path = check_input(path)
     try:
         ds = rasterio.open(path)
     except RasterioIOError as e:
