@@ -445,3 +445,16 @@ def test_main_in_process_restores_the_callers_signal_handlers(tmp_path):
     assert main(["map", str(src), str(tmp_path / "out"), "--progress", "none", "--model", "dubai-landcover-unet-r18",
                  "--no-resample"]) == 0
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_json_progress_is_at_most_one_line_per_tenth_of_a_percent(capsys):
+    from aerialseg.cli.report import Reporter
+
+    update = Reporter("json").progress("classify", "tile")
+    for done in range(1, 20_001):
+        update(done, 20_000)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    percents = [line["percent"] for line in lines]
+    assert lines[-1]["done"] == 20_000 and percents[-1] == 100.0  # the last unit always has its line
+    assert len(set(percents)) == 1001 and len(lines) <= 1002  # 0.0, 0.1, ... 100.0: each step once (+ the last)
+    assert percents == sorted(percents)

@@ -63,6 +63,7 @@ class Reporter:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "none"
         self.mode, self._stage, self._started = mode, "", time.monotonic()
+        self._percent: float | None = None  # of the last progress line of the stage
         self._bar: tqdm | None = None
         self.finished = False  # a result line was written: the stream is complete
         handler = _JsonLogHandler(self) if mode == "json" else _TqdmLogHandler()
@@ -82,13 +83,17 @@ class Reporter:
         return update
 
     def _emit_progress(self, stage: str, unit: str, done: int, total: int) -> None:
+        percent = round(100 * done / max(total, 1), 1)
         if stage != self._stage:
-            self._stage, self._started = stage, time.monotonic()
+            self._stage, self._started, self._percent = stage, time.monotonic(), None
+        elif percent == self._percent and done < total:
+            return  # at most one line per 0.1 %: a raster of 60,000 tiles gives 1,000 lines, not 60,000
+        self._percent = percent
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = done / elapsed if elapsed > 0.5 else None  # too early for a meaningful rate
         eta = (total - done) / rate if rate else None
         self.emit({"type": "progress", "stage": stage, "unit": unit, "done": done, "total": total,
-                   "percent": round(100 * done / max(total, 1), 1), "rate": None if rate is None else round(rate, 3),
+                   "percent": percent, "rate": None if rate is None else round(rate, 3),
                    "eta_s": None if eta is None else round(eta, 1)})
 
     def _update_bar(self, stage: str, unit: str, done: int, total: int) -> None:
