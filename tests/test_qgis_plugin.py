@@ -758,8 +758,9 @@ def _right_corner_share(gpkg: Path) -> tuple[int, float]:
     for polygon in buildings.geometry.explode(index_parts=False):
         ring = np.asarray(polygon.exterior.coords)[:-1]
         edges = np.roll(ring, -1, axis=0) - ring
-        turn = np.degrees(np.arctan2(np.cross(np.roll(edges, 1, axis=0), edges),
-                                     (np.roll(edges, 1, axis=0) * edges).sum(axis=1)))
+        before = np.roll(edges, 1, axis=0)
+        cross = before[:, 0] * edges[:, 1] - before[:, 1] * edges[:, 0]
+        turn = np.degrees(np.arctan2(cross, (before * edges).sum(axis=1)))
         right += list(np.abs(np.abs(turn) - 90) < 3)
     return len(buildings), float(np.mean(right))
 
