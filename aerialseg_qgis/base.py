@@ -25,6 +25,8 @@ ICONS = Path(__file__).resolve().parent / "icons"
 GROUPS = {"mapping": "Land-cover mapping", "models": "Models", "setup": "Set-up"}
 DEVICES = (("Automatic (GPU when one works, else CPU)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 TTA_MODES = (("None", "none"), ("Flips (4 passes)", "flip"), ("Flips and rotations (8 passes)", "d4"))
+# REGULARIZE's engine options by choice: automatic passes none (the engine decides)
+REGULARIZE_OPTIONS = ((), ("--regularize",), ("--no-regularize",))  # 0 automatic, 1 yes, 2 no
 DEFAULT_CLASSES = "building,road,water"
 INT, DOUBLE = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
 
@@ -165,8 +167,9 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             return []
         return ["--input-gsd", repr(self.parameterAsDouble(parameters, "INPUT_GSD", context))]
 
-    def add_vector_parameters(self) -> None:
-        """CLASSES, MIN_AREA, SIMPLIFY and REGULARIZE of vectorize and map."""
+    def add_vector_parameters(self, automatic: str, automatic_help: str) -> None:
+        """CLASSES, MIN_AREA, SIMPLIFY and REGULARIZE of vectorize and map; ``automatic``: the label of REGULARIZE's
+        choice 0 there, ``automatic_help`` its explanation."""
         self.add(QgsProcessingParameterString("CLASSES", tr("Classes to extract"), defaultValue=DEFAULT_CLASSES),
                  "Comma-separated class names or ids of the class raster. The default (building,road,water) "
                  "takes those of them the raster has; any other list must name existing classes.")
@@ -179,9 +182,10 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
                                               minValue=0.0),
                  "Douglas-Peucker tolerance in ground metres. Empty: one pixel's ground size (straightens pixel "
                  "staircases); 0 keeps every pixel corner.")
-        self.add(QgsProcessingParameterBoolean("REGULARIZE", tr("Regularise buildings (right angles)"),
-                                               defaultValue=False),
-                 "Square the outlines of the class named building to right angles.")
+        self.add(QgsProcessingParameterEnum("REGULARIZE", tr("Regularise buildings (right angles)"),
+                                            [tr(automatic), tr("Yes"), tr("No")], defaultValue=0),
+                 "Square the outlines of the class named building to right angles: 0 " + automatic_help
+                 + "; 1 yes; 2 no. True or false from a script (processing.run) still means yes or no.")
 
     def vector_args(self, parameters: dict, context: QgsProcessingContext) -> list:
         """Engine options for CLASSES, MIN_AREA, SIMPLIFY and REGULARIZE."""
@@ -192,9 +196,21 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
             args += ["--min-area", repr(self.parameterAsDouble(parameters, "MIN_AREA", context))]
         if given(parameters, "SIMPLIFY"):
             args += ["--simplify", repr(self.parameterAsDouble(parameters, "SIMPLIFY", context))]
-        if self.parameterAsBoolean(parameters, "REGULARIZE", context):
-            args.append("--regularize")
-        return args
+        return args + self.regularize_args(parameters, context)
+
+    def regularize_args(self, parameters: dict, context: QgsProcessingContext) -> list:
+        """Engine options for REGULARIZE: a choice, or true/false of a script written when it was a checkbox."""
+        choice = checkbox_choice(parameters.get("REGULARIZE"))
+        if choice is None:
+            choice = self.parameterAsEnum(parameters, "REGULARIZE", context)
+        return list(REGULARIZE_OPTIONS[choice])
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):
+        """QGIS's checks, with REGULARIZE's old true/false (it was a checkbox) read as 1 yes / 2 no."""
+        choice = checkbox_choice(parameters.get("REGULARIZE"))
+        if choice is not None:
+            parameters = {**parameters, "REGULARIZE": choice}
+        return super().checkParameterValues(parameters, context)
 
     # ------------------------------------------------------------ inputs
 
@@ -236,6 +252,13 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
                stages: "dict | None" = None) -> dict:
         """Run ``aerialseg <args>`` out of process; returns its result line (see engine.run_engine)."""
         return run_engine(args, feedback, span, progress_pattern, stages)
+
+
+def checkbox_choice(value) -> "int | None":
+    """REGULARIZE's choice (1 yes, 2 no) for true/false (a bool, or text from qgis_process); None for others."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    return (1 if value else 2) if isinstance(value, bool) else None
 
 
 def given(parameters: dict, name: str) -> bool:

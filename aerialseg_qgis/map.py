@@ -19,7 +19,9 @@ class MapAlgorithm(AerialSegAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.add_model_parameters()
-        self.add_vector_parameters()
+        self.add_vector_parameters("Automatic: when the model works at 0.5 m/px or finer",
+                                   "automatic, when the model works at 0.5 m/px or finer (as the fine building "
+                                   "model chosen for drone and fine aerial imagery does; the log says so)")
         self.add(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", tr("Land-cover classes")),
                  "The class raster to write (GeoTIFF, .tif).")
         self.add(QgsProcessingParameterVectorDestination("OUTPUT_VECTOR", tr("Polygons")),
@@ -31,8 +33,6 @@ class MapAlgorithm(AerialSegAlgorithm):
         gpkg = self.output_path(parameters, "OUTPUT_VECTOR", context, (".gpkg",))
         # bad values fail before the long part; INPUT_GSD (in model_args): areas in m² without georeferencing
         vector_args = self.vector_args(parameters, context)
-        if "--regularize" not in vector_args:
-            vector_args.append("--no-regularize")  # the checkbox decides, not the engine's default for fine models
         # one engine run; it moves both outputs into place together when both are complete (else neither)
         self.engine(["map", source, "--raster", raster, "--vector", gpkg, *self.model_args(parameters, context),
                      *vector_args, "--overwrite"], feedback,

@@ -17,7 +17,10 @@ class VectorizeAlgorithm(AerialSegAlgorithm):
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer("INPUT", tr("Class raster")),
                  "A land-cover class raster written by AerialSeg (1 band of class ids with a class table).")
-        self.add_vector_parameters()
+        self.add_vector_parameters("Automatic: no (a class raster does not say its model's resolution)",
+                                   "automatic, which here means no: a class raster names its model but not the "
+                                   "resolution it worked at, so choose yes for buildings of a fine model (Map land "
+                                   "cover decides this itself)")
         self.add_gsd_parameter("The ground size of a pixel of a class raster without georeferencing (the Input "
                                "pixel size it was classified with): areas and tolerances in metres, not pixels. "
                                "Ignored for georeferenced rasters.")

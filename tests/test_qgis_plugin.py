@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 from aerialseg import datasets as ds
 from rasters import expected_classes, read_band, scene, write_raster
@@ -287,7 +288,7 @@ def test_processing_extent_outside_the_input_is_refused(profile, colour_model, s
 
 def test_vectorize_writes_styled_class_layers(profile, classes_tif, tmp_path):
     out = tmp_path / "polys.gpkg"
-    answer = run_alg(profile, "vectorize", INPUT=classes_tif, OUTPUT=out, MIN_AREA=2, SIMPLIFY=0, REGULARIZE="true")
+    answer = run_alg(profile, "vectorize", INPUT=classes_tif, OUTPUT=out, MIN_AREA=2, SIMPLIFY=0, REGULARIZE=1)
     assert answer["results"]["OUTPUT"] == str(out)
     assert "Layers: building, water" in "\n".join(answer["log"]["info"])
     with sqlite3.connect(out) as db:
@@ -698,3 +699,84 @@ print(json.dumps({"at_once": at_once, "items": items, "picked": first.value(), "
     assert labels["dubai-landcover-unet-r18"] == "dubai-landcover-unet-r18 — land cover, satellite ~2 m"
     assert out["picked"] == "aerial-buildings-unet-r18"
     assert out["plain"] == "roofs — roof, pond, any resolution"
+
+
+# ---------------------------------------------------------------- regularising buildings (issue 18)
+
+
+def test_regularize_choices_give_the_engine_options(profile, scene_tif, classes_tif):
+    """0 automatic passes nothing (the engine decides), 1 --regularize, 2 --no-regularize; a script's old true/false
+    (from when it was a checkbox: processing.run with REGULARIZE=True, qgis_process REGULARIZE=true) means yes/no."""
+    script = r"""
+context, found = QgsProcessingContext(), {}
+values = {"0": 0, "1": 1, "2": 2, "'2'": "2", "True": True, "False": False, "'true'": "true", "'FALSE'": "FALSE",
+          "3": 3, "'maybe'": "maybe"}
+outputs = {"OUTPUT_RASTER": "TEMPORARY_OUTPUT", "OUTPUT_VECTOR": "TEMPORARY_OUTPUT", "OUTPUT": "TEMPORARY_OUTPUT"}
+for name, given in (("map", {"INPUT": sys.argv[1], **outputs}), ("vectorize", {"INPUT": sys.argv[2], **outputs})):
+    alg = QgsApplication.processingRegistry().createAlgorithmById("aerialseg:" + name)
+    param = alg.parameterDefinition("REGULARIZE")
+    found[name] = {"options": param.options(), "default": param.defaultValue(),
+                   "checked": {k: alg.checkParameterValues({**given, "REGULARIZE": v}, context)
+                               for k, v in values.items()},
+                   "args": {k: alg.vector_args({"CLASSES": "building", "REGULARIZE": v}, context)
+                            for k, v in list(values.items())[:-2]},
+                   "omitted": alg.vector_args({"CLASSES": "building"}, context)}
+print(json.dumps(found))
+"""
+    out = qgis_python(profile, script, str(scene_tif), str(classes_tif))
+    classes = ["--classes", "building"]
+    yes, no = [*classes, "--regularize"], [*classes, "--no-regularize"]
+    for name, automatic in (("map", "when the model works at 0.5 m/px or finer"), ("vectorize", "no")):
+        found = out[name]
+        assert found["options"][1:] == ["Yes", "No"] and automatic in found["options"][0]
+        assert found["default"] == 0 and found["omitted"] == classes
+        assert found["args"] == {"0": classes, "1": yes, "2": no, "'2'": no, "True": yes, "False": no,
+                                 "'true'": yes, "'FALSE'": no}
+        accepted = {k: ok for k, (ok, _) in found["checked"].items()}
+        assert accepted == {**{k: True for k in found["args"]}, "3": False, "'maybe'": False}, found["checked"]
+
+
+@pytest.fixture(scope="module")
+def fine_crop(data) -> Path:
+    """A 400 x 400 px crop of the bundled 0.13 m drone sample (a town: many roofs), EPSG:4326."""
+    out = data / "banepa_crop.tif"
+    with rasterio.open(REPO / "data" / "sample" / "banepa_sample.tif") as src:
+        window = Window(200, 300, 400, 400)
+        with rasterio.open(out, "w", **src.profile | {"width": 400, "height": 400,
+                                                      "transform": src.window_transform(window)}) as dst:
+            dst.write(src.read(window=window))
+    return out
+
+
+def _right_corner_share(gpkg: Path) -> tuple[int, float]:
+    """Buildings in ``gpkg`` and the share of their outline corners within 3° of a right angle (in metres)."""
+    import geopandas as gpd
+
+    buildings = gpd.read_file(gpkg, layer="building")
+    buildings = buildings.to_crs(buildings.estimate_utm_crs())
+    right = []
+    for polygon in buildings.geometry.explode(index_parts=False):
+        ring = np.asarray(polygon.exterior.coords)[:-1]
+        edges = np.roll(ring, -1, axis=0) - ring
+        before = np.roll(edges, 1, axis=0)
+        cross = before[:, 0] * edges[:, 1] - before[:, 1] * edges[:, 0]
+        turn = np.degrees(np.arctan2(cross, (before * edges).sum(axis=1)))
+        right += list(np.abs(np.abs(turn) - 90) < 3)
+    return len(buildings), float(np.mean(right))
+
+
+def test_map_squares_buildings_of_the_fine_building_model_by_default(profile, fine_crop, tmp_path):
+    """Map on a 0.13 m orthophoto with the automatic model (the building model): Automatic squares the building
+    outlines, as the engine does by default; No keeps them as traced; true (a script from the checkbox) is Yes."""
+    shares, logs = {}, {}
+    for choice in ("0", "2", "true"):
+        gpkg = tmp_path / f"choice{choice}.gpkg"
+        proc = qgis_process(profile, "run", "aerialseg:map", "--", f"INPUT={fine_crop}", "CLASSES=building",
+                            f"REGULARIZE={choice}", f"OUTPUT_RASTER={tmp_path / f'choice{choice}.tif'}",
+                            f"OUTPUT_VECTOR={gpkg}", json_out=False, timeout=600)
+        shares[choice], logs[choice] = _right_corner_share(gpkg), proc.stdout
+    (count, squared), (traced_count, traced) = shares["0"], shares["2"]
+    assert "regularising building outlines" in logs["0"] and "regularising" not in logs["2"]
+    assert count >= 3 and traced_count >= 3  # a town: several roofs
+    assert squared > 0.7 and traced < 0.2, shares  # some odd shapes stay as traced: _square gives up on them
+    assert shares["true"] == shares["0"]
