@@ -95,7 +95,8 @@ class AerialSegAlgorithm(QgsProcessingAlgorithm):
                  "expects. Web map/tile layers are refused: export them to a GeoTIFF first.")
         model = self.add(QgsProcessingParameterString("MODEL", tr("Model"), defaultValue="", optional=True),
                          "Empty: automatic, the bundled model whose ground resolution fits the input best (the log "
-                         "says which and why); the name of a bundled model (aerialseg models lists them); the path "
+                         "says which and why; in Map land cover, when that is the building model, the other classes "
+                         "come from the land-cover model); the name of a bundled model (aerialseg models lists them); the path "
                          "of an ONNX model file (.onnx) with an AerialSeg or Deepness model card; or an https URL of "
                          "one (downloaded once into the user cache; add #sha256=... to have it verified).")
         model.setMetadata({"widget_wrapper": {"class": "aerialseg_qgis.widgets.ModelWidgetWrapper"}})
