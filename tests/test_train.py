@@ -149,6 +149,10 @@ def test_train_writes_checkpoints_history_and_curves(dubai, tmp_path):
     card = ModelCard.from_dict(ckpt["card"])
     assert card.class_names == ["building", "land", "road", "vegetation", "water"] and card.gsd_m == 2.0
     assert card.metrics["validation"]["miou"] == pytest.approx(result["best"]["miou"], abs=1e-4)
+    assert card.metrics["epoch"] == card.metrics["best_epoch"] == result["best_epoch"]
+    last = ModelCard.from_dict(torch.load(run / "last.pt", weights_only=True)["card"])  # its own epoch's scores
+    assert last.metrics["epoch"] == 2 and last.metrics["best_epoch"] == result["best_epoch"]
+    assert last.metrics["validation"]["miou"] == pytest.approx(history[-1]["miou"], abs=1e-4)
     assert len((run / "history.csv").read_text().splitlines()) == 3
 
 

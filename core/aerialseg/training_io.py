@@ -129,9 +129,11 @@ def _train_epoch(ctx: dict[str, Any], epoch: int, should_cancel: Callable[[], bo
     return float(np.mean(losses)) if losses else math.nan
 
 
-def _checkpoint(ctx: dict[str, Any], epoch: int, history: list, best: dict[str, Any]) -> dict[str, Any]:
-    best_scores = best.get("scores")
-    metrics = {"validation": _card_metrics(best_scores), "best_epoch": best.get("epoch")} if best_scores else {}
+def _checkpoint(ctx: dict[str, Any], epoch: int, history: list, best: dict[str, Any],
+                scores_now: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint of epoch ``epoch`` (0-based); its card carries the validation scores of its own weights."""
+    metrics = {"validation": _card_metrics(scores_now), "epoch": epoch + 1,
+               "best_epoch": best.get("epoch")} if scores_now["miou"] is not None else {}
     return {
         "arch": ctx["arch"],
         "card": ctx["card"](metrics).to_dict(),
@@ -182,7 +184,7 @@ def _epoch(ctx: dict[str, Any], epoch: int, history: list[dict[str, Any]], best:
     improved = s["miou"] is not None and s["miou"] > best["miou"]  # None: nothing labelled
     best = {"miou": s["miou"], "epoch": epoch + 1, "scores": s, "stale": 0} if improved else {
         **best, "stale": best["stale"] + 1}
-    ckpt = _checkpoint(ctx, epoch, history, best)
+    ckpt = _checkpoint(ctx, epoch, history, best, s)
     save_checkpoint(out / "last.pt", ckpt)
     if improved:
         save_checkpoint(out / "best.pt", ckpt)
