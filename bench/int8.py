@@ -5,7 +5,7 @@ For each bundled model with an ``.int8.onnx`` variant: tiles/s of both sessions 
 evaluate (bench/buildings_accuracy.py, bench/landcover_accuracy.py). ``--write-cards`` stores the figures
 in the int8 variant's card, where ``--precision auto`` reads them.
 
-    python bench/int8.py [--rounds 8] [--write-cards]
+    python bench/int8.py [--rounds 8] [--models NAME,...] [--write-cards]
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ def accuracy(model: Path, classes: str) -> tuple[float, float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--models", help="comma-separated bundled model names (default: all with an int8 variant)")
     p.add_argument("--write-cards", action="store_true")
     a = p.parse_args()
     for m in bundled_models():
+        if a.models and m.name not in a.models.split(","):
+            continue
         variant = m.path.with_name(f"{m.path.stem}{INT8_SUFFIX}.onnx")
         if not variant.is_file():
             continue
