@@ -64,8 +64,8 @@ def main() -> int:
         m = np.asarray(json.loads(out.read_text())["confusion_matrix"], np.int64)
         cm = m if cm is None else cm + m
     s = scores(cm, ["building", "land", "road", "vegetation", "water"])
-    print(json.dumps({"model": a.model, "tiles": a.tiles, "pixel_accuracy": round(s["pixel_accuracy"], 4), "miou": round(s["miou"], 4),
-                      "iou": {k: round(v["iou"], 4) for k, v in s["per_class"].items()}}))
+    print(json.dumps({"model": a.model, "tiles": a.tiles, "pixel_accuracy": round(s["pixel_accuracy"], 4),
+                      "miou": round(s["miou"], 4), "iou": {k: round(v["iou"], 4) for k, v in s["per_class"].items()}}))
     return 0
 
 
