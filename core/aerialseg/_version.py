@@ -1,3 +1,3 @@
 """The version of the engine (a leaf: importing it loads nothing else)."""
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
