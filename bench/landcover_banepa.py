@@ -18,10 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import rasterio
 
 import _common  # noqa: F401 - puts core/ on the path
+from aerialseg.metrics import confusion_matrix
 from buildings_accuracy import mosaic
 from make_big_raster import SHARED_DATA
 
@@ -31,15 +31,14 @@ CLASSES = ("building", "land", "road", "vegetation", "water")  # the Dubai land-
 def score(pred: Path, mask: Path) -> dict:
     """Building IoU/precision/recall and the class shares of the non-building ground (Dubai class ids)."""
     with rasterio.open(pred) as p, rasterio.open(mask) as m:
-        classes, osm = p.read(1), m.read(1)
-    found, truth = classes == CLASSES.index("building"), osm == 1
-    tp = int((found & truth).sum())
-    ground = classes[~truth & (classes != 255)]
-    shares = np.bincount(ground, minlength=len(CLASSES))[: len(CLASSES)] / max(ground.size, 1)
-    return {"building_iou": round(tp / max(int((found | truth).sum()), 1), 4),
-            "building_precision": round(tp / max(int(found.sum()), 1), 4),
-            "building_recall": round(tp / max(int(truth.sum()), 1), 4),
-            "ground_shares": dict(zip(CLASSES, (round(float(s), 3) for s in shares)))}
+        # rows: OSM (0 not a building, 1 building); columns: the model's class; its no-data pixels left out
+        cm = confusion_matrix(m.read(1), p.read(1), len(CLASSES))[:2]
+    b = CLASSES.index("building")
+    tp, found, truth = int(cm[1, b]), int(cm[:, b].sum()), int(cm[1].sum())
+    return {"building_iou": round(tp / max(found + truth - tp, 1), 4),
+            "building_precision": round(tp / max(found, 1), 4),
+            "building_recall": round(tp / max(truth, 1), 4),
+            "ground_shares": dict(zip(CLASSES, (round(float(v), 3) for v in cm[0] / max(cm[0].sum(), 1))))}
 
 
 def main() -> int:
